@@ -1,0 +1,182 @@
+"""The inventory: one YAML file describing repositories and databases.
+
+Found at ``--config``, else ``$DBFLEET_CONFIG``, else ``./dbfleet.yaml``.
+Validation reports every problem with its path in the document, e.g.
+``databases.app-pg.url: field required``. Secrets are never stored in the
+file: it names environment variables or files that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dbfleet.errors import ConfigError, UsageError
+
+DEFAULT_PATH = "dbfleet.yaml"
+SERVER_ENGINES = {"postgresql"}
+FILE_ENGINES = {"sqlite"}
+ENGINE_ALIASES = {"postgres": "postgresql", "pg": "postgresql", "sqlite3": "sqlite"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SecretSource(_Strict):
+    """Where a secret comes from: an environment variable or a file (first line)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+
+class RepositoryConfig(_Strict):
+    url: str
+    passphrase_env: str | None = None
+    passphrase_file: Path | None = None
+    description: str | None = None
+
+
+class DatabaseConfig(_Strict):
+    engine: str
+    url: str | None = None
+    path: Path | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    repository: str | None = None
+    globals: bool = Field(
+        default=False, description="PostgreSQL: also back up roles and tablespaces"
+    )
+    scratch: str | None = Field(
+        default=None,
+        description="where verify restores: an inventory database, a database name "
+        "on the same server, or a file path (SQLite)",
+    )
+    tags: list[str] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_location(self) -> DatabaseConfig:
+        self.engine = ENGINE_ALIASES.get(self.engine, self.engine)
+        if self.engine in FILE_ENGINES and self.path is None:
+            raise ValueError(f"engine {self.engine} needs 'path' (the database file)")
+        if self.engine in SERVER_ENGINES and not self.url:
+            raise ValueError(f"engine {self.engine} needs 'url'")
+        if self.url and urlsplit(self.url).password:
+            raise ValueError("url must not contain a password; use password_env or password_file")
+        return self
+
+    def with_changes(self, **changes: Any) -> DatabaseConfig:
+        return self.model_copy(update=changes)
+
+
+class Inventory(_Strict):
+    version: Literal[1] = 1
+    repositories: dict[str, RepositoryConfig] = Field(default_factory=dict)
+    databases: dict[str, DatabaseConfig] = Field(default_factory=dict)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Inventory:
+        from dbfleet.engines import known_engines
+
+        problems = []
+        for name, db in self.databases.items():
+            if db.engine not in known_engines():
+                problems.append(
+                    f"databases.{name}.engine: unknown engine {db.engine!r} "
+                    f"(known: {', '.join(sorted(known_engines()))})"
+                )
+            if db.repository is None and len(self.repositories) == 1:
+                db.repository = next(iter(self.repositories))
+            if db.repository is None:
+                problems.append(
+                    f"databases.{name}.repository: required when the inventory has "
+                    f"{len(self.repositories)} repositories"
+                )
+            elif db.repository not in self.repositories:
+                problems.append(
+                    f"databases.{name}.repository: no repository named {db.repository!r} "
+                    f"(defined: {', '.join(sorted(self.repositories)) or 'none'})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def database(self, name: str) -> DatabaseConfig:
+        try:
+            return self.databases[name]
+        except KeyError:
+            known = ", ".join(sorted(self.databases)) or "none"
+            raise UsageError(
+                f"no database {name!r} in the inventory (defined: {known})"
+            ) from None
+
+    def repository(self, name: str) -> RepositoryConfig:
+        try:
+            return self.repositories[name]
+        except KeyError:
+            known = ", ".join(sorted(self.repositories)) or "none"
+            raise UsageError(
+                f"no repository {name!r} in the inventory (defined: {known})"
+            ) from None
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see docs/inventory.md)"
+        if err["type"] == "value_error" and "; " in message and not path:
+            problems.extend(message.split("; "))
+            continue
+        problems.append(f"{path}: {message}" if path else message)
+    return problems
+
+
+def parse_inventory(document: Any, source: Path | None = None) -> Inventory:
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source or 'inventory'}: the top level must be a mapping")
+    try:
+        inventory = Inventory.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"{source or 'inventory'} is invalid:", _format_errors(exc)) from None
+    inventory.source = source
+    return inventory
+
+
+def config_path(explicit: str | Path | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("DBFLEET_CONFIG") or DEFAULT_PATH)
+
+
+def load_inventory(explicit: str | Path | None = None) -> Inventory:
+    path = config_path(explicit)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"inventory file {path} not found",
+            ["pass --config FILE, set DBFLEET_CONFIG, or create ./dbfleet.yaml "
+             "(see the README's inventory section)"],
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read inventory {path}: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    return parse_inventory(document, path)

@@ -1,0 +1,172 @@
+"""Run native dump and restore tools as streaming subprocesses.
+
+Dump tools write to a pipe that goes straight into the repository; restore
+tools read the verified stream from a pipe. Secrets reach the tools only
+through their environment or option files, never their arguments. A tool
+that exits non-zero or dies from a signal fails the operation with the tail
+of its own stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO
+
+from dbfleet.errors import EngineError, ToolMissingError
+
+STDERR_TAIL_LINES = 20
+
+
+def find_tool(name: str, package_hint: str, extra_dirs: Sequence[str] = ()) -> str:
+    """Absolute path of ``name`` or ``ToolMissingError`` naming the package."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in extra_dirs:
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise ToolMissingError(f"{name} not found on PATH", hint=f"install {package_hint}")
+
+
+class _StderrTail:
+    """Drain a process's stderr in a thread, keeping the last lines."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self.lines.append(line)
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        return "; ".join(self.lines)
+
+
+def _failure(tool: str, returncode: int, stderr: str) -> EngineError:
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode}"
+    return EngineError(f"{tool} {how}" + (f": {stderr}" if stderr else ""))
+
+
+@contextmanager
+def dump_process(
+    argv: Sequence[str], env: dict[str, str] | None = None
+) -> Iterator[IO[bytes]]:
+    """Start a dump tool; yield its stdout. On leaving the block the tool must
+    have exited 0, else ``EngineError`` (also when the block itself failed,
+    the tool is stopped first)."""
+    tool = os.path.basename(argv[0])
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(env),
+        start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    tail = _StderrTail(proc.stderr)
+    try:
+        yield proc.stdout
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+    returncode = proc.wait()
+    if returncode != 0:
+        raise _failure(tool, returncode, tail.text())
+
+
+def restore_process(
+    argv: Sequence[str], chunks: Iterable[bytes], env: dict[str, str] | None = None
+) -> str:
+    """Feed ``chunks`` to a restore tool's stdin; return its stdout (expected
+    to be short). ``EngineError`` with its stderr if it fails."""
+    tool = os.path.basename(argv[0])
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(env),
+        start_new_session=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    tail = _StderrTail(proc.stderr)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    broken = False
+    try:
+        for chunk in chunks:
+            try:
+                proc.stdin.write(chunk)
+            except BrokenPipeError:
+                broken = True
+                break
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            broken = True
+    returncode = proc.wait()
+    reader.join(timeout=5)
+    if returncode != 0:
+        raise _failure(tool, returncode, tail.text())
+    if broken:
+        raise EngineError(f"{tool} stopped reading its input before the end: {tail.text()}")
+    return b"".join(out).decode(errors="replace")
+
+
+def run_tool(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
+    """Run a short tool invocation (``--version``, a query) and return stdout."""
+    tool = os.path.basename(argv[0])
+    try:
+        proc = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=_env(env),
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EngineError(f"{tool} did not finish within {timeout:.0f}s") from exc
+    if proc.returncode != 0:
+        raise _failure(tool, proc.returncode, proc.stderr.decode(errors="replace").strip())
+    return proc.stdout.decode(errors="replace")
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    # Never hand dbfleet's own secrets to a child process.
+    for name in list(env):
+        if name.startswith("DBFLEET_PASSPHRASE"):
+            del env[name]
+    if extra:
+        env.update(extra)
+    return env

@@ -1,0 +1,105 @@
+"""One exception tree for dbfleet, each class with a stable process exit code.
+
+The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``;
+nothing below the CLI prints or exits. Exit codes are a documented contract:
+
+====  =====================================================================
+0     success
+1     an operation failed (dump tool error, server unreachable, ...)
+2     bad usage or bad inventory (config, arguments, snapshot ids)
+3     repository or data integrity problem (corruption, wrong passphrase,
+      fingerprint mismatch, locked repository)
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTEGRITY = 3
+
+
+class DbfleetError(Exception):
+    """Base of every error dbfleet raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class UsageError(DbfleetError):
+    """Bad arguments: unknown database, malformed snapshot id, missing option."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """The inventory file is missing or invalid; ``problems`` lists each one."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  {p}" for p in self.problems)
+
+
+class OperationError(DbfleetError):
+    """An operation failed: dump tool error, server unreachable, restore failed."""
+
+
+class EngineError(OperationError):
+    """A database engine or its tooling reported an error."""
+
+
+class ToolMissingError(EngineError):
+    """A native tool (pg_dump, mongodump, ...) is not installed."""
+
+
+class StorageError(OperationError):
+    """The storage backend failed (I/O error, permission, network)."""
+
+
+class NotFoundError(StorageError):
+    """A named object does not exist in storage."""
+
+
+class RepositoryError(DbfleetError):
+    """Repository-level problem: integrity, format, keys, locking."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+class RepositoryNotFoundError(RepositoryError):
+    """There is no dbfleet repository at this location."""
+
+
+class WrongPassphraseError(RepositoryError):
+    """No key of the repository opens with the given passphrase."""
+
+
+class IntegrityError(RepositoryError):
+    """Data failed authentication or does not match its id: corruption or tampering."""
+
+
+class LockedError(RepositoryError):
+    """Another process holds a conflicting lock on the repository."""
+
+
+class FingerprintMismatchError(RepositoryError):
+    """Restored data differs from the fingerprint recorded at backup time."""
+
+
+class SnapshotNotFoundError(UsageError):
+    """No snapshot matches the given id or selector."""
