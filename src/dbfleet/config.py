@@ -113,9 +113,7 @@ class Inventory(_Strict):
             return self.databases[name]
         except KeyError:
             known = ", ".join(sorted(self.databases)) or "none"
-            raise UsageError(
-                f"no database {name!r} in the inventory (defined: {known})"
-            ) from None
+            raise UsageError(f"no database {name!r} in the inventory (defined: {known})") from None
 
     def repository(self, name: str) -> RepositoryConfig:
         try:
@@ -167,8 +165,10 @@ def load_inventory(explicit: str | Path | None = None) -> Inventory:
     except FileNotFoundError:
         raise ConfigError(
             f"inventory file {path} not found",
-            ["pass --config FILE, set DBFLEET_CONFIG, or create ./dbfleet.yaml "
-             "(see the README's inventory section)"],
+            [
+                "pass --config FILE, set DBFLEET_CONFIG, or create ./dbfleet.yaml "
+                "(see the README's inventory section)"
+            ],
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read inventory {path}: {exc.strerror}") from None

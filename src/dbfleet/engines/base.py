@@ -134,5 +134,7 @@ def compare_fingerprints(
     if not tables:
         for key in sorted((set(expected) | set(actual)) - {"tables"}):
             if expected.get(key) != actual.get(key):
-                differences.append(f"{key}: backup {expected.get(key)} != restored {actual.get(key)}")
+                differences.append(
+                    f"{key}: backup {expected.get(key)} != restored {actual.get(key)}"
+                )
     return differences

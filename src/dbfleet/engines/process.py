@@ -67,9 +67,7 @@ def _failure(tool: str, returncode: int, stderr: str) -> EngineError:
 
 
 @contextmanager
-def dump_process(
-    argv: Sequence[str], env: dict[str, str] | None = None
-) -> Iterator[IO[bytes]]:
+def dump_process(argv: Sequence[str], env: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
     """Start a dump tool; yield its stdout. On leaving the block the tool must
     have exited 0, else ``EngineError`` (also when the block itself failed,
     the tool is stopped first)."""

@@ -21,19 +21,19 @@ _local = threading.local()
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
     # ZstdCompressor objects are not thread-safe: one per worker thread.
-    cache = getattr(_local, "compressors", None)
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
     if cache is None:
         cache = _local.compressors = {}
     if level not in cache:
         cache[level] = zstandard.ZstdCompressor(level=level)
-    return cache[level]  # type: ignore[no-any-return]
+    return cache[level]
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
     dec = getattr(_local, "decompressor", None)
     if dec is None:
         dec = _local.decompressor = zstandard.ZstdDecompressor()
-    return dec  # type: ignore[no-any-return]
+    return dec
 
 
 def compress(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:
@@ -52,8 +52,8 @@ def decompress(envelope: bytes, expected_size: int | None = None) -> bytes:
     if kind == ZSTD:
         try:
             if expected_size is not None:
-                return _decompressor().decompress(body, max_output_size=expected_size)  # type: ignore[no-any-return]
-            return _decompressor().decompress(body)  # type: ignore[no-any-return]
+                return _decompressor().decompress(body, max_output_size=expected_size)
+            return _decompressor().decompress(body)
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"blob does not decompress: {exc}") from exc
     raise IntegrityError(f"unknown compression type {kind}")

@@ -113,7 +113,8 @@ def repository_lock(storage: Storage, *, exclusive: bool, operation: str) -> Ite
             if exclusive or other.exclusive:
                 raise LockedError(
                     f"repository is locked: {other.describe()}",
-                    hint="wait for it to finish; if that process is gone, run 'dbfleet repo unlock'",
+                    hint="wait for it to finish; "
+                    "if that process is gone, run 'dbfleet repo unlock'",
                 )
     except BaseException:
         storage.delete(name)

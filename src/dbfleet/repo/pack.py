@@ -20,6 +20,7 @@ import blake3
 
 from dbfleet.errors import IntegrityError
 from dbfleet.repo.crypto import ID_SIZE, MasterKey
+from dbfleet.storage.base import Storage
 
 BLOB_DATA = 0
 BLOB_TREE = 1
@@ -90,6 +91,19 @@ def parse_header(key: MasterKey, tail: bytes, pack_size: int, what: str) -> list
     if offset + sealed_len + _LEN.size != pack_size:
         raise IntegrityError(f"{what}: blobs and header do not add up to the pack size")
     return blobs
+
+
+def read_header(storage: Storage, key: MasterKey, pack_id: str, pack_size: int) -> list[PackedBlob]:
+    """Read and parse a pack's header with one ranged read (two if it is large)."""
+    what = f"pack {pack_id[:16]}"
+    want = header_read_size(pack_size)
+    tail = storage.get(pack_name(pack_id), pack_size - want, want)
+    if len(tail) >= _LEN.size:
+        (sealed_len,) = _LEN.unpack(tail[-_LEN.size :])
+        need = sealed_len + _LEN.size
+        if want < need <= pack_size:
+            tail = storage.get(pack_name(pack_id), pack_size - need, need)
+    return parse_header(key, tail, pack_size, what)
 
 
 def header_read_size(pack_size: int) -> int:

@@ -36,9 +36,7 @@ def iter_stream(
         length, fut = ahead.popleft()
         data = fut.result()
         if len(data) != length:
-            raise IntegrityError(
-                f"chunk length {len(data)} differs from the recorded {length}"
-            )
+            raise IntegrityError(f"chunk length {len(data)} differs from the recorded {length}")
         if on_bytes:
             on_bytes(len(data))
         return data

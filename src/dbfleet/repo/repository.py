@@ -323,4 +323,3 @@ def _exists(storage: Storage, name: str) -> bool:
 
 def _key_name(document: dict[str, Any]) -> str:
     return f"keys/{blake3.blake3(json.dumps(document, sort_keys=True).encode()).hexdigest()}"
-

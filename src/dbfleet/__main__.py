@@ -1,0 +1,3 @@
+from dbfleet.cli.main import run
+
+run()

@@ -1,0 +1,234 @@
+"""backup, snapshots, restore, verify, health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dbfleet import output
+from dbfleet.cli.main import state
+from dbfleet.engines import engine_for
+from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
+from dbfleet.operations.backup import backup_many
+from dbfleet.operations.restore import restore_snapshot, verify_snapshot
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def backup(
+    ctx: typer.Context,
+    databases: Annotated[
+        list[str] | None, typer.Argument(help="Inventory databases to back up.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Back up every inventory database.")] = False,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the snapshots.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Back up databases into their repositories.
+
+    The dump streams through chunking, compression and encryption straight
+    into the repository. A dump tool that fails fails the backup, and no
+    snapshot is recorded. With several databases, each is attempted; the exit
+    code is 1 if any failed.
+    """
+    st = state(ctx)
+    inventory = st.inventory()
+    if all_ and databases:
+        raise UsageError("give database names or --all, not both")
+    names = list(inventory.databases) if all_ else list(databases or [])
+    if not names:
+        raise UsageError("name the databases to back up, or pass --all")
+    for name in names:
+        inventory.database(name)
+    with output.backup_progress(output.interactive(json_output)) as progress_for:
+        results = backup_many(st.repos(), names, tags=tag, progress_for=progress_for)
+    if json_output:
+        output.emit_json([r.as_dict() for r in results])
+    else:
+        for r in results:
+            if r.ok:
+                output.stdout.print(
+                    f"{r.database}: snapshot {r.snapshot[:8] if r.snapshot else ''} "
+                    f"{output.human_bytes(r.size)} read, {output.human_bytes(r.added_bytes)} "
+                    f"added, {r.duration_seconds:.1f}s"
+                )
+            else:
+                output.stderr.print(f"{r.database}: FAILED: {r.error}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def snapshots(
+    ctx: typer.Context,
+    database: Annotated[str | None, typer.Argument(help="Only this database.")] = None,
+    repository: Annotated[str | None, typer.Option("--repo", help="Only this repository.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """List snapshots, oldest first."""
+    st = state(ctx)
+    inventory = st.inventory()
+    if database:
+        inventory.database(database)
+    names = [repository] if repository else list(inventory.repositories)
+    if database and not repository:
+        names = [str(inventory.database(database).repository)]
+    found = []
+    for name in names:
+        for snap in st.repos().get(name).list_snapshots(database):
+            found.append({**snap.summary(), "repository": name})
+    found.sort(key=lambda s: str(s["time"]))
+    if json_output:
+        output.emit_json(found)
+        return
+    output.table(
+        ["ID", "Time", "Database", "Engine", "Size", "Added", "Repository"],
+        [
+            (
+                s["short_id"],
+                str(s["time"])[:19].replace("T", " "),
+                s["database"],
+                s["engine"],
+                output.human_bytes(int(s["size"])),
+                output.human_bytes(int(s["added_bytes"])),
+                s["repository"],
+            )
+            for s in found
+        ],
+    )
+
+
+def restore(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str, typer.Argument(help="Snapshot: <id>, <database>:latest, <database>:<id>.")
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Inventory database to restore into, or a new database name on the "
+            "source's server (a file name next to the source for SQLite).",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Connection URL (or SQLite path) to restore into."),
+    ] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option("--password-env", help="With --to: environment variable with the password."),
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", help="Restore only this table (repeatable), e.g. public.orders."),
+    ] = None,
+    clean: Annotated[
+        bool,
+        typer.Option(
+            "--clean",
+            help="Drop the objects the backup contains before recreating them "
+            "(other objects stay). Without it, restoring over existing objects fails "
+            "and changes nothing.",
+        ),
+    ] = False,
+    include_globals: Annotated[
+        bool, typer.Option("--globals", help="PostgreSQL: also restore roles and tablespaces.")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Restore a snapshot into a database (never over the source unless named)."""
+    st = state(ctx)
+    with output.byte_progress(output.interactive(json_output), "restore", None) as advance:
+        result = restore_snapshot(
+            st.repos(),
+            snapshot,
+            target=target,
+            to=to,
+            password_env=password_env,
+            tables=tuple(table or ()),
+            clean=clean,
+            include_globals=include_globals,
+            on_bytes=advance,
+        )
+    if json_output:
+        output.emit_json(result.as_dict())
+    else:
+        what = f" (tables: {', '.join(result.tables)})" if result.tables else ""
+        output.stdout.print(
+            f"restored snapshot {result.snapshot[:8]} of {result.database} into "
+            f"{result.target}{what}: {output.human_bytes(result.bytes)} in "
+            f"{result.duration_seconds:.1f}s"
+        )
+
+
+def verify(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="Snapshot: <id>, <database>:latest, ...")],
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the scratch database for inspection.")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Restore into a scratch target and compare data fingerprints.
+
+    The scratch target is the database's `scratch:` from the inventory, or a
+    temporary database next to the source, dropped afterwards. Exit code 3
+    when the restored data differs from what was backed up.
+    """
+    st = state(ctx)
+    with output.byte_progress(output.interactive(json_output), "verify", None) as advance:
+        result = verify_snapshot(st.repos(), snapshot, keep=keep, on_bytes=advance)
+    if json_output:
+        output.emit_json(result.as_dict())
+    elif result.ok:
+        output.stdout.print(
+            f"snapshot {result.snapshot[:8]} of {result.database}: OK, "
+            f"{result.tables_compared} tables match; restore took {result.restore_seconds:.1f}s"
+        )
+    else:
+        output.stderr.print(f"snapshot {result.snapshot[:8]} of {result.database}: MISMATCH")
+        for line in result.differences:
+            output.stderr.print(f"  {line}")
+    if not result.ok:
+        raise typer.Exit(EXIT_INTEGRITY)
+
+
+def health(
+    ctx: typer.Context,
+    databases: Annotated[list[str] | None, typer.Argument(help="Databases (default: all).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Check that databases are reachable; show version, size and key indicators."""
+    inventory = state(ctx).inventory()
+    names = databases or list(inventory.databases)
+    results = []
+    for name in names:
+        h = engine_for(inventory.database(name)).health()
+        results.append({"database": name, **h.__dict__})
+    if json_output:
+        output.emit_json(results)
+    else:
+        output.table(
+            ["Database", "OK", "Version", "Size", "Details / error"],
+            [
+                (
+                    r["database"],
+                    "yes" if r["ok"] else "NO",
+                    r["version"],
+                    output.human_bytes(r["size_bytes"]) if r["size_bytes"] is not None else "",
+                    r["error"] or ", ".join(f"{k}={v}" for k, v in r["details"].items()),
+                )
+                for r in results
+            ],
+        )
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(backup)
+    app.command()(snapshots)
+    app.command()(restore)
+    app.command()(verify)
+    app.command()(health)

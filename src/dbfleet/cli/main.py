@@ -1,0 +1,117 @@
+"""The ``dbfleet`` command: a thin layer that parses, calls an operation, renders.
+
+Exit codes: 0 success, 1 an operation failed, 2 bad usage or bad inventory,
+3 repository or data integrity problem.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from dbfleet import __version__
+from dbfleet.config import Inventory, load_inventory
+from dbfleet.errors import EXIT_USAGE, DbfleetError
+from dbfleet.operations.common import Repositories
+
+HELP = """dbfleet keeps a polyglot database estate recoverable.
+
+It reads one inventory file (--config, $DBFLEET_CONFIG or ./dbfleet.yaml) and
+backs databases up into deduplicated, compressed, encrypted repositories,
+restores them, and proves that the backups restore.
+
+Exit codes: 0 success, 1 operation failed, 2 bad usage or inventory,
+3 repository or data integrity problem.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class State:
+    config: Path | None = None
+    _inventory: Inventory | None = None
+    _repos: Repositories | None = None
+
+    def inventory(self) -> Inventory:
+        if self._inventory is None:
+            self._inventory = load_inventory(self.config)
+        return self._inventory
+
+    def repos(self) -> Repositories:
+        if self._repos is None:
+            self._repos = Repositories(self.inventory())
+        return self._repos
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dbfleet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Inventory file (default: $DBFLEET_CONFIG or ./dbfleet.yaml)."
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    ctx.obj = State(config=config)
+
+
+def _register() -> None:
+    from dbfleet.cli import backup, config_cmd, demo, repo
+
+    backup.register(app)
+    demo.register(app)
+    app.add_typer(repo.app, name="repo")
+    app.add_typer(config_cmd.app, name="config")
+
+
+_register()
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point: turn every dbfleet error into one line and its exit code."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except DbfleetError as exc:
+        print(f"dbfleet: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        print("dbfleet: aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("dbfleet: interrupted; nothing was recorded for unfinished work", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,115 @@
+"""``backup``: stream a database through its engine into its repository."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dbfleet.engines import engine_for
+from dbfleet.errors import DbfleetError
+from dbfleet.operations.common import Repositories
+from dbfleet.repo import BackupWriter, Progress, Snapshot
+from dbfleet.repo.lock import repository_lock
+
+
+@dataclass
+class BackupResult:
+    database: str
+    engine: str
+    ok: bool
+    snapshot: str | None = None
+    size: int = 0
+    added_bytes: int = 0
+    stored_size: int = 0
+    duration_seconds: float = 0.0
+    error: str | None = None
+    error_type: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def backup_database(
+    repos: Repositories,
+    name: str,
+    *,
+    tags: list[str] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> BackupResult:
+    """Back up one inventory database. Raises on failure; nothing is recorded
+    in the repository unless the engine finished cleanly."""
+    db = repos.inventory.database(name)
+    engine = engine_for(db)
+    repo = repos.for_database(name)
+    began = time.monotonic()
+    started = datetime.now(UTC)
+    with (
+        repository_lock(repo.storage, exclusive=False, operation=f"backup {name}"),
+        BackupWriter(repo, progress=progress) as writer,
+    ):
+        meta = engine.backup(writer)
+        snapshot = writer.commit(
+            Snapshot(
+                database=name,
+                engine=db.engine,
+                hostname=socket.gethostname(),
+                started=started,
+                finished=datetime.now(UTC),
+                server_version=meta.server_version,
+                tool=meta.tool,
+                tool_version=meta.tool_version,
+                fingerprint=meta.fingerprint,
+                consistency_point=meta.consistency_point,
+                options=meta.options,
+                tags=list(tags or []) + list(db.tags),
+            )
+        )
+    return BackupResult(
+        database=name,
+        engine=db.engine,
+        ok=True,
+        snapshot=snapshot.id,
+        size=snapshot.size,
+        added_bytes=snapshot.added_bytes,
+        stored_size=snapshot.stored_size,
+        duration_seconds=round(time.monotonic() - began, 3),
+    )
+
+
+def backup_many(
+    repos: Repositories,
+    names: list[str],
+    *,
+    tags: list[str] | None = None,
+    progress_for: Callable[[str], Callable[[Progress], None] | None] | None = None,
+) -> list[BackupResult]:
+    """Back up each database in turn, continuing past failures; every
+    database gets a result saying what happened."""
+    results = []
+    for name in names:
+        began = time.monotonic()
+        try:
+            progress = progress_for(name) if progress_for else None
+            results.append(backup_database(repos, name, tags=tags, progress=progress))
+        except DbfleetError as exc:
+            results.append(_failed(repos, name, str(exc), type(exc).__name__, began))
+        except Exception as exc:  # noqa: BLE001 - one broken engine must not stop the others
+            message = f"unexpected {type(exc).__name__}: {exc}"
+            results.append(_failed(repos, name, message, type(exc).__name__, began))
+    return results
+
+
+def _failed(repos: Repositories, name: str, error: str, kind: str, began: float) -> BackupResult:
+    engine = repos.inventory.databases[name].engine if name in repos.inventory.databases else "?"
+    return BackupResult(
+        database=name,
+        engine=engine,
+        ok=False,
+        error=error,
+        error_type=kind,
+        duration_seconds=round(time.monotonic() - began, 3),
+    )

@@ -1,0 +1,79 @@
+"""Shared plumbing for operations: opening repositories, reading snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dbfleet.config import Inventory
+from dbfleet.errors import SnapshotNotFoundError, UsageError
+from dbfleet.repo import Repository, Snapshot, iter_stream
+from dbfleet.secrets import repository_passphrase
+from dbfleet.storage import open_storage
+
+
+@dataclass
+class Repositories:
+    """Opens each inventory repository once per command (key derivation is
+    deliberately slow) and hands out the same object afterwards."""
+
+    inventory: Inventory
+    _open: dict[str, Repository] = field(default_factory=dict)
+
+    def get(self, name: str) -> Repository:
+        if name not in self._open:
+            config = self.inventory.repository(name)
+            passphrase = repository_passphrase(name, config)
+            self._open[name] = Repository.open(open_storage(config.url), passphrase)
+        return self._open[name]
+
+    def for_database(self, database: str) -> Repository:
+        db = self.inventory.database(database)
+        assert db.repository is not None  # filled in by inventory validation
+        return self.get(db.repository)
+
+    def locate(self, selector: str, repository: str | None = None) -> tuple[Repository, Snapshot]:
+        """Find a snapshot by ``db:latest``, ``db:<id>``, ``db`` or a bare id
+        (searched in ``repository``, else in every repository)."""
+        head = selector.partition(":")[0]
+        if repository:
+            repo = self.get(repository)
+            return repo, repo.find_snapshot(selector)
+        if head in self.inventory.databases:
+            repo = self.for_database(head)
+            return repo, repo.find_snapshot(selector)
+        if ":" in selector:
+            raise UsageError(
+                f"no database {head!r} in the inventory",
+                hint=f"defined: {', '.join(sorted(self.inventory.databases)) or 'none'}",
+            )
+        for name in self.inventory.repositories:
+            try:
+                repo = self.get(name)
+                return repo, repo.find_snapshot(selector)
+            except SnapshotNotFoundError:
+                continue
+        raise SnapshotNotFoundError(
+            f"no snapshot matches {selector!r} in any repository, and no database has that name",
+            hint="see 'dbfleet snapshots'",
+        )
+
+
+class SnapshotSource:
+    """A snapshot's streams as an engine's ``StreamSource``."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        snapshot: Snapshot,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.snapshot = snapshot
+        self.on_bytes = on_bytes
+
+    def stream_names(self) -> list[str]:
+        return [s.name for s in self.snapshot.streams]
+
+    def open_stream(self, name: str) -> Iterator[bytes]:
+        return iter_stream(self.repo, self.snapshot, name, on_bytes=self.on_bytes)

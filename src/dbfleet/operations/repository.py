@@ -1,0 +1,49 @@
+"""Repository administration: init, check, keys, unlock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dbfleet.config import Inventory
+from dbfleet.errors import RepositoryError
+from dbfleet.operations.common import Repositories
+from dbfleet.repo import Repository
+from dbfleet.repo.check import CheckReport, check_repository
+from dbfleet.repo.lock import LockInfo, remove_stale_locks, repository_lock
+from dbfleet.secrets import repository_passphrase
+from dbfleet.storage import open_storage
+
+
+def repository_names(inventory: Inventory, name: str | None) -> list[str]:
+    if name:
+        inventory.repository(name)
+        return [name]
+    if not inventory.repositories:
+        raise RepositoryError("the inventory defines no repositories")
+    return list(inventory.repositories)
+
+
+def init_repository(
+    inventory: Inventory, name: str, kdf: dict[str, int] | None = None
+) -> dict[str, Any]:
+    config = inventory.repository(name)
+    passphrase = repository_passphrase(name, config, confirm=True)
+    repo = Repository.init(open_storage(config.url), passphrase, kdf)
+    return {"repository": name, "url": config.url, "id": repo.config["id"]}
+
+
+def check(
+    repos: Repositories,
+    name: str,
+    *,
+    read_data: bool = False,
+    on_pack: Callable[[int, int], None] | None = None,
+) -> CheckReport:
+    repo = repos.get(name)
+    with repository_lock(repo.storage, exclusive=False, operation="check"):
+        return check_repository(repo, read_data=read_data, on_pack=on_pack)
+
+
+def unlock(repos: Repositories, name: str) -> list[LockInfo]:
+    return remove_stale_locks(repos.get(name).storage)

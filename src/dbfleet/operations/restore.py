@@ -1,0 +1,196 @@
+"""``restore`` and ``verify``: bring a snapshot back, and prove it.
+
+Restore never writes over the source by accident: it needs ``--target``
+(an inventory database, or a new name next to the source) or ``--to`` (a
+connection URL or, for SQLite, a path). ``verify`` restores into a scratch
+location, compares the restored data's fingerprint with the one recorded at
+backup time, and drops the scratch location again.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbfleet.config import FILE_ENGINES, DatabaseConfig
+from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.errors import UsageError
+from dbfleet.operations.common import Repositories, SnapshotSource
+from dbfleet.repo import Snapshot
+
+
+@dataclass
+class RestoreResult:
+    snapshot: str
+    database: str
+    engine: str
+    target: str
+    tables: list[str]
+    duration_seconds: float
+    bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VerifyResult:
+    snapshot: str
+    database: str
+    engine: str
+    ok: bool
+    scratch: str
+    restore_seconds: float
+    tables_compared: int
+    differences: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe(config: DatabaseConfig) -> str:
+    """Where a config points, without credentials."""
+    if config.path is not None:
+        return str(config.path)
+    return str(config.url)
+
+
+def source_config(repos: Repositories, snapshot: Snapshot) -> DatabaseConfig:
+    db = repos.inventory.databases.get(snapshot.database)
+    if db is None:
+        raise UsageError(
+            f"snapshot {snapshot.short_id} is of {snapshot.database!r}, which the inventory "
+            "no longer names",
+            hint="restore with --to URL (and --password-env)",
+        )
+    return db
+
+
+def resolve_target(
+    repos: Repositories,
+    snapshot: Snapshot,
+    *,
+    target: str | None,
+    to: str | None,
+    password_env: str | None = None,
+) -> DatabaseConfig:
+    if target and to:
+        raise UsageError("give --target or --to, not both")
+    if to:
+        base = repos.inventory.databases.get(snapshot.database)
+        if snapshot.engine in FILE_ENGINES:
+            path = Path(to.removeprefix("sqlite://").removeprefix("file://"))
+            return DatabaseConfig(engine=snapshot.engine, path=path)
+        return DatabaseConfig(
+            engine=snapshot.engine,
+            url=to,
+            password_env=password_env or (base.password_env if base else None),
+            password_file=None if password_env else (base.password_file if base else None),
+        )
+    if not target:
+        raise UsageError(
+            "restore needs a destination",
+            hint="--target NAME (inventory database or a new name next to the source) or --to URL",
+        )
+    if target in repos.inventory.databases:
+        config = repos.inventory.databases[target]
+        if config.engine != snapshot.engine:
+            raise UsageError(
+                f"target {target!r} is a {config.engine} database; "
+                f"the snapshot is {snapshot.engine}"
+            )
+        return config
+    return engine_for(source_config(repos, snapshot)).target(target)
+
+
+def restore_snapshot(
+    repos: Repositories,
+    selector: str,
+    *,
+    target: str | None = None,
+    to: str | None = None,
+    password_env: str | None = None,
+    tables: tuple[str, ...] = (),
+    clean: bool = False,
+    include_globals: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
+) -> RestoreResult:
+    repo, snapshot = repos.locate(selector)
+    config = resolve_target(repos, snapshot, target=target, to=to, password_env=password_env)
+    engine = engine_for(config)
+    if tables and not engine.capabilities.subset_restore:
+        raise UsageError(f"{engine.name} does not support restoring single tables")
+    counted = [0]
+
+    def count(n: int) -> None:
+        counted[0] += n
+        if on_bytes:
+            on_bytes(n)
+
+    began = time.monotonic()
+    engine.restore(
+        SnapshotSource(repo, snapshot, count),
+        RestoreOptions(tables=tables, clean=clean, include_globals=include_globals),
+    )
+    return RestoreResult(
+        snapshot=snapshot.id,
+        database=snapshot.database,
+        engine=snapshot.engine,
+        target=describe(config),
+        tables=list(tables),
+        duration_seconds=round(time.monotonic() - began, 3),
+        bytes=counted[0],
+    )
+
+
+def verify_snapshot(
+    repos: Repositories,
+    selector: str,
+    *,
+    keep: bool = False,
+    on_bytes: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Restore into scratch, compare fingerprints, clean up. A mismatch is
+    ``ok=False`` with the differences (the CLI exits 3)."""
+    repo, snapshot = repos.locate(selector)
+    if not snapshot.fingerprint:
+        raise UsageError(f"snapshot {snapshot.short_id} has no fingerprint to verify against")
+    source = source_config(repos, snapshot)
+    scratch = _scratch_config(repos, source)
+    engine = engine_for(scratch)
+    if describe(scratch) == describe(source):
+        raise UsageError("the scratch target is the source database; refusing to overwrite it")
+    engine.drop()
+    began = time.monotonic()
+    try:
+        engine.restore(SnapshotSource(repo, snapshot, on_bytes), RestoreOptions(clean=True))
+        restore_seconds = time.monotonic() - began
+        actual = engine.fingerprint()
+    finally:
+        if not keep:
+            engine.drop()
+    differences = compare_fingerprints(snapshot.fingerprint, actual)
+    result = VerifyResult(
+        snapshot=snapshot.id,
+        database=snapshot.database,
+        engine=snapshot.engine,
+        ok=not differences,
+        scratch=describe(scratch),
+        restore_seconds=round(restore_seconds, 3),
+        tables_compared=len(snapshot.fingerprint.get("tables", {})),
+        differences=differences,
+    )
+    return result
+
+
+def _scratch_config(repos: Repositories, source: DatabaseConfig) -> DatabaseConfig:
+    label = f"verify_{secrets.token_hex(3)}"
+    if source.scratch:
+        if source.scratch in repos.inventory.databases:
+            return repos.inventory.databases[source.scratch]
+        return engine_for(source).target(source.scratch)
+    return engine_for(source).scratch(label)

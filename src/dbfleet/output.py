@@ -1,0 +1,106 @@
+"""Rendering: human output (rich) on a terminal, JSON for scripts.
+
+Results go to stdout; progress and messages go to stderr, so
+``dbfleet snapshots --json | jq`` always sees clean JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from dbfleet.repo import Progress as BackupProgress
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def say(message: str) -> None:
+    stderr.print(message)
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    t = Table(*columns, show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    stdout.print(t)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def interactive(json_output: bool) -> bool:
+    return not json_output and stderr.is_terminal
+
+
+@contextmanager
+def backup_progress(
+    enabled: bool,
+) -> Iterator[Callable[[str], Callable[[BackupProgress], None] | None]]:
+    """Yield a factory: database name -> progress callback (None when off)."""
+    if not enabled:
+        yield lambda _name: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TextColumn("stored {task.fields[added]}  dedup {task.fields[dedup]}"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=False,
+    ) as bar:
+
+        def factory(name: str) -> Callable[[BackupProgress], None]:
+            task = bar.add_task(name, total=None, added="0 B", dedup="-")
+
+            def update(p: BackupProgress) -> None:
+                ratio = f"{p.dedup_ratio:.1f}x" if p.added_bytes else "-"
+                bar.update(
+                    task, completed=p.bytes_read, added=human_bytes(p.added_bytes), dedup=ratio
+                )
+
+            return update
+
+        yield factory
+
+
+@contextmanager
+def byte_progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda _n: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
