@@ -30,6 +30,7 @@ to drop and create ``dbfleet_bench``); the default is ``$DBFLEET_BENCH_PG_URL``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import TupleRow
 
 DB_NAME = "dbfleet_bench"
 DEFAULT_URL = "postgresql://dbfleet@127.0.0.1:54329/postgres"
@@ -47,64 +49,69 @@ GENERATOR_VERSION = 1
 """Bump when the generated data changes, so that ``--keep`` regenerates."""
 
 # Rows per "customer unit": every customer comes with this many orders and events.
-ORDERS_PER_CUSTOMER = 4
-EVENTS_PER_CUSTOMER = 10
+ORDERS_PER_CUSTOMER = 5
+EVENTS_PER_CUSTOMER = 8
 # pg_database_size() growth per customer unit (heap + indexes), measured on
 # PostgreSQL 15; it only decides row counts, the real size is reported.
-BYTES_PER_CUSTOMER_UNIT = 7600
+BYTES_PER_CUSTOMER_UNIT = 8150
 EMPTY_DATABASE_BYTES = 7_500_000
 BATCH_ROWS = 250_000
 
 MARKER_PREFIX = "dbfleet-bench"
 
-FIRST_NAMES = (
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+FIRST_NAMES = _words(
     "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Barbara "
     "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Christopher Lisa Daniel Nancy "
     "Matthew Betty Anthony Margaret Mark Sandra Donald Ashley Steven Kimberly Paul Emily "
     "Andrew Donna Joshua Michelle Kenneth Carol Kevin Amanda Brian Dorothy George Melissa "
     "Timothy Deborah Lukas Sofia Mateo Chiara Hiroshi Yuki Olga Ivan Aisha Omar Priya Arjun "
     "Wei Mei Pierre Camille Jan Anna Lars Ingrid Diego Lucia"
-).split()
-LAST_NAMES = (
+)
+LAST_NAMES = _words(
     "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez "
     "Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson "
     "White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott "
     "Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter "
     "Roberts Muller Schmidt Schneider Fischer Weber Rossi Russo Ferrari Dubois Laurent Tanaka "
     "Suzuki Kowalski Nowak Ivanov Petrov Sharma Patel Chen Wang Jansen Larsen Silva Santos"
-).split()
-DOMAINS = (
+)
+DOMAINS = _words(
     "gmail.com yahoo.com outlook.com hotmail.com icloud.com proton.me gmx.de web.de "
     "orange.fr libero.it example.com acme-corp.com fastmail.com yandex.ru qq.com"
-).split()
-COUNTRIES = (
+)
+COUNTRIES = _words(
     "US US US US US DE DE DE GB GB GB FR FR IT ES NL SE NO DK PL CZ AT CH BE PT IE CA CA "
     "AU JP JP IN BR MX KR SG ZA"
-).split()
-CITIES = (
+)
+CITIES = _words(
     "Springfield Riverside Fairview Franklin Greenville Bristol Clinton Salem Madison "
     "Georgetown Arlington Ashland Dover Oxford Jackson Burlington Manchester Milton Newport "
     "Auburn Dayton Lexington Milford Winchester Berlin Hamburg Munich Cologne Paris Lyon "
     "Milan Rome Madrid Barcelona Amsterdam Rotterdam Stockholm Oslo Copenhagen Warsaw Prague "
     "Vienna Zurich Brussels Lisbon Dublin Toronto Sydney Tokyo Osaka Mumbai Seoul Singapore"
-).split()
-STREETS = (
+)
+STREETS = _words(
     "Main Oak Pine Maple Cedar Elm Washington Lake Hill Park View Sunset Highland Church "
     "Mill River Spring Ridge Meadow Forest Lincoln Jefferson Station Market Bridge Harbor "
     "Garden Valley Willow Chestnut"
-).split()
-STREET_KINDS = "Street Avenue Road Lane Drive Boulevard Way Court Place Terrace".split()
-TIERS = "free free free free basic basic standard standard premium enterprise".split()
-LANGUAGES = "en en en en de de fr es it nl sv pl ja pt".split()
-TAGS = (
+)
+STREET_KINDS = _words("Street Avenue Road Lane Drive Boulevard Way Court Place Terrace")
+TIERS = _words("free free free free basic basic standard standard premium enterprise")
+LANGUAGES = _words("en en en en de de fr es it nl sv pl ja pt")
+TAGS = _words(
     "vip newsletter b2b b2c churn-risk early-adopter wholesale reseller student nonprofit "
     "beta-tester referral gift-buyer mobile-first returning"
-).split()
-STATUSES = (
+)
+STATUSES = _words(
     "delivered delivered delivered delivered delivered delivered delivered delivered "
     "delivered delivered delivered delivered shipped shipped shipped pending pending "
     "cancelled refunded processing"
-).split()
+)
 NEXT_STATUS = {
     "pending": "processing",
     "processing": "shipped",
@@ -113,18 +120,18 @@ NEXT_STATUS = {
     "refunded": "refunded",
     "cancelled": "cancelled",
 }
-CURRENCIES = "USD USD USD USD EUR EUR EUR GBP JPY CHF SEK CAD AUD".split()
-ADJECTIVES = (
+CURRENCIES = _words("USD USD USD USD EUR EUR EUR GBP JPY CHF SEK CAD AUD")
+ADJECTIVES = _words(
     "wireless ergonomic compact portable stainless organic vintage premium lightweight "
     "waterproof smart classic deluxe eco-friendly handmade adjustable foldable heavy-duty "
     "rechargeable ceramic wooden leather cotton bamboo"
-).split()
-PRODUCTS = (
+)
+PRODUCTS = _words(
     "headphones keyboard mouse monitor lamp backpack bottle mug chair desk notebook pen "
     "charger cable speaker camera tripod jacket sneakers blender kettle toaster pan knife "
     "blanket pillow towel watch wallet sunglasses umbrella drill hammer router"
-).split()
-NOTE_WORDS = (
+)
+NOTE_WORDS = _words(
     "the the the the a a a and and and to to to of of in in for for is is on with "
     "customer customer order order package delivery delivered shipped shipping address "
     "please please call called email emailed asked requested wants would like before "
@@ -143,36 +150,36 @@ NOTE_WORDS = (
     "duplicate charge charged twice agent spoke chat phone note see previous contact "
     "again soon asap urgent not urgent ok fine good great poor quality issue problem "
     "fixed sent new one two three four five days weeks hours minutes"
-).split()
-EVENT_KINDS = (
+)
+EVENT_KINDS = _words(
     "page_view page_view page_view page_view page_view page_view click click click search "
     "search add_to_cart add_to_cart remove_from_cart checkout_start checkout_complete "
     "login logout signup password_reset"
-).split()
-PATHS = (
+)
+PATHS = _words(
     "/ /products /products/new /products/sale /cart /checkout /checkout/payment "
     "/checkout/confirm /account /account/orders /account/settings /help /help/returns "
     "/help/shipping /search /blog /about /contact /wishlist /login"
-).split()
+)
 USER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0 Safari/537.36",
+    "Chrome/120.0.@V@ Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/17.2 Safari/605.1.15",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/120.0 Mobile Safari/537.36",
+    "Chrome/120.0.@V@ Mobile Safari/537.36",
     "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
     "okhttp/4.12.0",
     "ShopApp/3.14.2 (iOS 17.2; iPhone15,2)",
 )
-REFERRERS = (
+REFERRERS = _words(
     "https://www.google.com/ https://www.google.com/ https://www.google.com/ "
     "https://www.bing.com/ https://duckduckgo.com/ https://t.co/ https://www.facebook.com/ "
     "https://www.instagram.com/ https://news.ycombinator.com/ https://www.reddit.com/"
-).split()
+)
 SEARCH_TERMS = ADJECTIVES + PRODUCTS
 
 WORD_LISTS: dict[str, Sequence[str]] = {
@@ -218,7 +225,7 @@ def ensure_password_env() -> None:
         os.environ["PGPASSWORD"] = os.environ["DBFLEET_TEST_PG_PASSWORD"]
 
 
-def connect(url: str, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+def connect(url: str, autocommit: bool = True) -> psycopg.Connection[TupleRow]:
     ensure_password_env()
     return psycopg.connect(url, autocommit=autocommit)
 
@@ -295,6 +302,7 @@ CREATE TABLE orders (
     amount      numeric(12,2) NOT NULL,
     currency    char(3) NOT NULL,
     items       jsonb NOT NULL,
+    tracking_number text,
     note        text,
     created_at  timestamptz NOT NULL
 );
@@ -330,22 +338,22 @@ SELECT g.id,
        timestamptz '2016-01-01 00:00:00+00'
            + make_interval(secs => floor(sqrt(bench_gen.u(g.id, 5)) * 283996800)),
        jsonb_build_object(
-           'phone', '+' || (1 + bench_gen.r(g.id, 6) % 98)::text || ' '
-               || lpad((bench_gen.r(g.id, 7) % 10000000000)::text, 10, '0'),
+           'phone', '+' || (1 + bench_gen.r(g.id, 6) %% 98)::text || ' '
+               || lpad((bench_gen.r(g.id, 7) %% 10000000000)::text, 10, '0'),
            'tier', bench_gen.pick(bench_gen.tiers(), g.id, 8),
-           'marketing_opt_in', bench_gen.r(g.id, 9) % 3 = 0,
+           'marketing_opt_in', bench_gen.r(g.id, 9) %% 3 = 0,
            'address', jsonb_build_object(
-               'street', (1 + bench_gen.r(g.id, 10) % 400)::text || ' '
+               'street', (1 + bench_gen.r(g.id, 10) %% 400)::text || ' '
                    || bench_gen.pick(bench_gen.streets(), g.id, 11) || ' '
                    || bench_gen.pick(bench_gen.street_kinds(), g.id, 12),
                'city', bench_gen.pick(bench_gen.cities(), g.id, 13),
-               'zip', lpad((bench_gen.r(g.id, 14) % 100000)::text, 5, '0')),
+               'zip', lpad((bench_gen.r(g.id, 14) %% 100000)::text, 5, '0')),
            'preferences', jsonb_build_object(
                'language', bench_gen.pick(bench_gen.languages(), g.id, 15),
-               'newsletter', bench_gen.r(g.id, 16) % 4 = 0,
-               'dark_mode', bench_gen.r(g.id, 17) % 2 = 0),
+               'newsletter', bench_gen.r(g.id, 16) %% 4 = 0,
+               'dark_mode', bench_gen.r(g.id, 17) %% 2 = 0),
            'tags', to_jsonb(coalesce(string_to_array(
-               bench_gen.phrase(bench_gen.tags(), (bench_gen.r(g.id, 18) % 4)::int, g.id, 19),
+               bench_gen.phrase(bench_gen.tags(), (bench_gen.r(g.id, 18) %% 4)::int, g.id, 19),
                ' '), '{}'::text[])),
            'lifetime_value', round((power(bench_gen.u(g.id, 20), 3) * 25000)::numeric, 2),
            'last_login', to_char(timestamptz '2024-01-01 00:00:00+00'
@@ -357,13 +365,16 @@ CROSS JOIN LATERAL (SELECT bench_gen.pick(bench_gen.last_names(), g.id, 2) AS la
 """
 
 ORDERS_INSERT = """
-INSERT INTO orders (id, customer_id, status, amount, currency, items, note, created_at)
+INSERT INTO orders (id, customer_id, status, amount, currency, items, tracking_number, note,
+                    created_at)
 SELECT g.id,
        1 + bench_gen.r(g.id, 101) %% %(n_customers)s,
        bench_gen.pick(bench_gen.statuses(), g.id, 102),
        it.total,
        bench_gen.pick(bench_gen.currencies(), g.id, 103),
        it.items,
+       CASE WHEN bench_gen.r(g.id, 102) %% 20 < 15
+            THEN '1Z' || upper(substr(md5(g.id::text || '/trk'), 1, 16)) END,
        CASE WHEN bench_gen.r(g.id, 104) %% 5 < 2 THEN NULL
             ELSE bench_gen.phrase(bench_gen.note_words(),
                                   (3 + bench_gen.r(g.id, 105) %% 28)::int, g.id, 106)
@@ -395,23 +406,34 @@ SELECT g.id,
             ELSE 1 + bench_gen.r(g.id, 202) %% %(n_customers)s END,
        e.kind,
        jsonb_strip_nulls(jsonb_build_object(
-           'session', substr(md5((bench_gen.r(g.id / 7, 203))::text), 1, 16),
+           'session', substr(md5((bench_gen.r(g.id / 4, 203))::text), 1, 16),
            'path', CASE WHEN e.kind = 'search' THEN '/search'
                         ELSE bench_gen.pick(bench_gen.paths(), g.id, 204) END,
            'query', CASE WHEN e.kind = 'search' THEN bench_gen.phrase(
                         bench_gen.search_terms(), (1 + bench_gen.r(g.id, 205) %% 3)::int,
                         g.id, 206) END,
-           'ua', bench_gen.pick(bench_gen.user_agents(), g.id / 7, 207),
-           'ip', '10.' || (bench_gen.r(g.id / 7, 208) %% 256)::text || '.'
-               || (bench_gen.r(g.id / 7, 209) %% 256)::text || '.'
-               || (bench_gen.r(g.id / 7, 210) %% 256)::text,
+           'request_id', (substr(md5(g.id::text || '/req'), 1, 32))::uuid::text,
+           'span_id', substr(md5(g.id::text || '/span'), 1, 16),
+           'ua', replace(bench_gen.pick(bench_gen.user_agents(), g.id / 4, 207), '@V@',
+                         (5000 + bench_gen.r(g.id / 4, 219) %% 1500)::text || '.'
+                         || (bench_gen.r(g.id / 4, 220) %% 200)::text),
+           'timing', jsonb_build_object(
+               'dns', (power(bench_gen.u(g.id, 223), 4) * 120)::int,
+               'ttfb', 20 + (power(bench_gen.u(g.id, 224), 2) * 900)::int,
+               'render', (bench_gen.u(g.id, 225) * 2500)::int),
+           'geo', jsonb_build_object(
+               'lat', round((bench_gen.u(g.id / 4, 221) * 140 - 60)::numeric, 4),
+               'lon', round((bench_gen.u(g.id / 4, 222) * 360 - 180)::numeric, 4)),
+           'ip', '10.' || (bench_gen.r(g.id / 4, 208) %% 256)::text || '.'
+               || (bench_gen.r(g.id / 4, 209) %% 256)::text || '.'
+               || (bench_gen.r(g.id / 4, 210) %% 256)::text,
            'referrer', CASE WHEN bench_gen.r(g.id, 211) %% 3 = 0
                             THEN bench_gen.pick(bench_gen.referrers(), g.id, 212) END,
            'duration_ms', (power(bench_gen.u(g.id, 213), 3) * 30000)::int,
            'screen', jsonb_build_object('w', (ARRAY[390, 412, 1280, 1440, 1920, 2560])
-                                                 [1 + bench_gen.r(g.id / 7, 214) %% 6],
+                                                 [1 + bench_gen.r(g.id / 4, 214) %% 6],
                                         'h', (ARRAY[844, 915, 720, 900, 1080, 1440])
-                                                 [1 + bench_gen.r(g.id / 7, 214) %% 6]),
+                                                 [1 + bench_gen.r(g.id / 4, 214) %% 6]),
            'experiment', CASE WHEN bench_gen.r(g.id, 215) %% 5 = 0 THEN jsonb_build_object(
                              'name', 'exp-' || (bench_gen.r(g.id, 216) %% 40)::text,
                              'variant', (ARRAY['control', 'a', 'b'])
@@ -454,7 +476,9 @@ class GenerateResult:
 
 
 def marker(size_gb: float, mutations: int) -> str:
-    return f"{MARKER_PREFIX} generator={GENERATOR_VERSION} size_gb={size_gb:g} mutations={mutations}"
+    return (
+        f"{MARKER_PREFIX} generator={GENERATOR_VERSION} size_gb={size_gb:g} mutations={mutations}"
+    )
 
 
 def parse_marker(comment: str | None) -> dict[str, str] | None:
@@ -488,11 +512,11 @@ def existing_database(url: str) -> ExistingDatabase | None:
     return ExistingDatabase(
         size_gb=float(fields.get("size_gb", "0")),
         mutations=int(fields.get("mutations", "0")),
-        database_bytes=int(size),  # type: ignore[call-overload]
+        database_bytes=int(size),
     )
 
 
-def _set_marker(conn: psycopg.Connection[tuple[object, ...]], size_gb: float, mutations: int) -> None:
+def _set_marker(conn: psycopg.Connection[TupleRow], size_gb: float, mutations: int) -> None:
     conn.execute(
         sql.SQL("COMMENT ON DATABASE {} IS {}").format(
             sql.Identifier(DB_NAME), sql.Literal(marker(size_gb, mutations))
@@ -515,7 +539,7 @@ def _fill(
     with connect(url) as conn:
         started = time.perf_counter()
         for lo, hi in _batches(total):
-            conn.execute(statement, {**params, "lo": lo, "hi": hi})  # type: ignore[arg-type]
+            conn.execute(statement, {**params, "lo": lo, "hi": hi})
             log(f"  {table}: {hi:,}/{total:,} rows ({time.perf_counter() - started:.0f} s)")
 
 
@@ -530,21 +554,20 @@ def generate(
         f"{plan.events:,} events (target {size_gb:g} GB)"
     )
     with connect(url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(DB_NAME)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
     bench_url = with_database(url, DB_NAME)
     with connect(bench_url) as conn:
         conn.execute(_helpers_sql())
-        conn.execute(SCHEMA_SQL)  # type: ignore[arg-type]
+        conn.execute(SCHEMA_SQL)
     params = {"n_customers": plan.customers, "n_orders": plan.orders, "n_events": plan.events}
     work = [
-        ("customers", CUSTOMERS_INSERT.replace("%%", "%"), plan.customers),
+        ("customers", CUSTOMERS_INSERT, plan.customers),
         ("orders", ORDERS_INSERT, plan.orders),
         ("events", EVENTS_INSERT, plan.events),
     ]
-    # CUSTOMERS_INSERT uses no %% (it is run with parameters too, so restore escaping).
-    work[0] = ("customers", CUSTOMERS_INSERT.replace("%", "%%").replace("%%(", "%("), plan.customers)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [
             pool.submit(_fill, bench_url, table, statement, total, params, log)
@@ -554,7 +577,7 @@ def generate(
             future.result()
     log("  adding keys and indexes, VACUUM ANALYZE")
     with connect(bench_url) as conn:
-        conn.execute(CONSTRAINTS_SQL)  # type: ignore[arg-type]
+        conn.execute(CONSTRAINTS_SQL)
         conn.execute("DROP SCHEMA bench_gen CASCADE")
         conn.execute("VACUUM (FREEZE, ANALYZE)")
         conn.execute("CHECKPOINT")
@@ -565,10 +588,10 @@ def generate(
     return GenerateResult(plan=plan, database_bytes=size, seconds=seconds)
 
 
-def _database_size(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+def _database_size(conn: psycopg.Connection[TupleRow]) -> int:
     row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     assert row is not None
-    return int(row[0])  # type: ignore[call-overload]
+    return int(row[0])
 
 
 def database_size(url: str) -> int:
@@ -592,7 +615,7 @@ UPDATE customers SET
                  ELSE email END,
     profile = profile || jsonb_build_object(
         'last_login', to_char(timestamptz '2025-01-01 00:00:00+00'
-            + make_interval(days => %(round)s,
+            + make_interval(days => %(round)s::int,
                             secs => floor(bench_gen.u(id, 9300 + %(round)s) * 86400)),
             'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
         'tier', bench_gen.pick(bench_gen.tiers(), id, 9400 + %(round)s))
@@ -614,7 +637,8 @@ MUTATE_EVENTS = """
 UPDATE events SET
     payload = payload || jsonb_build_object(
         'processed', true,
-        'batch', 'b-' || %(round)s::text || '-' || (bench_gen.r(id, 9700 + %(round)s) %% 1000)::text)
+        'batch', 'b-' || %(round)s::text || '-'
+                 || (bench_gen.r(id, 9700 + %(round)s) %% 1000)::text)
 WHERE {where}
 """
 
@@ -663,7 +687,7 @@ def mutate(
             ("events", MUTATE_EVENTS),
         ):
             where = (SELECT_SPREAD if mode == "spread" else SELECT_RECENT).format(table=table)
-            cur = conn.execute(statement.format(where=where), params)  # type: ignore[arg-type]
+            cur = conn.execute(statement.format(where=where), params)
             rows[table] = cur.rowcount
             log(f"  mutated {cur.rowcount:,} rows of {table}")
         conn.execute("DROP SCHEMA bench_gen CASCADE")
@@ -679,32 +703,44 @@ def mutate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help=f"server URL (default $DBFLEET_BENCH_PG_URL or {DEFAULT_URL})")
-    parser.add_argument("--size-gb", type=float, default=1.0,
-                        help="target pg_database_size in GB (default 1.0; 0.05 for a quick run)")
+    parser.add_argument(
+        "--url", help=f"server URL (default $DBFLEET_BENCH_PG_URL or {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--size-gb",
+        type=float,
+        default=1.0,
+        help="target pg_database_size in GB (default 1.0; 0.05 for a quick run)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="tables filled in parallel (default 2)")
-    parser.add_argument("--keep", action="store_true",
-                        help="do nothing if the database exists with this --size-gb")
-    parser.add_argument("--mutate-percent", type=float,
-                        help="instead of generating: update this %% of the rows of each table")
+    parser.add_argument(
+        "--keep", action="store_true", help="do nothing if the database exists with this --size-gb"
+    )
+    parser.add_argument(
+        "--mutate-percent",
+        type=float,
+        help="instead of generating: update this %% of the rows of each table",
+    )
     parser.add_argument("--mutate-mode", choices=("spread", "recent"), default="spread")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     url = server_url(args.url)
     if args.mutate_percent is not None:
-        result: object = mutate(url, args.mutate_percent, args.mutate_mode)
+        result: MutateResult | ExistingDatabase | GenerateResult = mutate(
+            url, args.mutate_percent, args.mutate_mode
+        )
     else:
         existing = existing_database(url)
         if args.keep and existing is not None and existing.size_gb == args.size_gb:
-            print(f"{DB_NAME} exists ({existing.database_bytes / 1e9:.3f} GB, "
-                  f"{existing.mutations} mutations); kept")
+            print(
+                f"{DB_NAME} exists ({existing.database_bytes / 1e9:.3f} GB, "
+                f"{existing.mutations} mutations); kept"
+            )
             result = existing
         else:
             result = generate(url, args.size_gb, jobs=args.jobs)
     if args.json:
-        import json
-
-        print(json.dumps(asdict(result), indent=2))  # type: ignore[call-overload]
+        print(json.dumps(asdict(result), indent=2))
     return 0
 
 

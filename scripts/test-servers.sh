@@ -94,7 +94,18 @@ pg_ctl_() {
 }
 
 pg_running() {
-    [[ -f $PG_DATA/PG_VERSION ]] && pg_ctl_ status >/dev/null 2>&1
+    # The postmaster of our data directory is alive (a zombie left by a killed
+    # session does not count; pg_ctl status would take it for a server).
+    local pid state
+    [[ -f $PG_DATA/postmaster.pid ]] || return 1
+    pid=$(head -n 1 "$PG_DATA/postmaster.pid")
+    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/stat ]] || return 1
+    state=$(awk '{print $3}' "/proc/$pid/stat")
+    [[ $state != Z && $(cat "/proc/$pid/comm" 2>/dev/null) == postgres* ]]
+}
+
+pg_clear_stale_locks() { # only when pg_running said no: the lock files are left over
+    rm -f "$PG_DATA/postmaster.pid" "$PG_RUN/.s.PGSQL.$PG_PORT" "$PG_RUN/.s.PGSQL.$PG_PORT.lock"
 }
 
 pg_initdb() {
@@ -182,6 +193,7 @@ pg_start() {
         log "PostgreSQL already running in $PG_DATA"
     else
         pg_initdb
+        pg_clear_stale_locks
         pg_configure
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
         if ! pg_ctl_ -l "$PG_LOG" -w -t 60 start >/dev/null; then
@@ -229,7 +241,7 @@ usage() {
 
 main() {
     [[ $# -ge 1 ]] || usage
-    local command=$1 server rc=0
+    local command=$1 server
     shift
     case $command in start | stop | status) ;; *) usage ;; esac
     local selected=("$@")
@@ -239,14 +251,13 @@ main() {
     done
     need_root
     for server in "${selected[@]}"; do
-        "${server}_${command}" || rc=1
+        "${server}_${command}" # not in an || list: that would switch errexit off inside
     done
     if [[ $command != status ]]; then
         install -d -m 0755 "$STATE"
         write_env
     fi
     [[ $command != start ]] || log "environment: source $STATE/env.sh"
-    return $rc
 }
 
 main "$@"

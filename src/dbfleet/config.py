@@ -14,7 +14,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from dbfleet.errors import ConfigError, UsageError
 
@@ -44,8 +52,8 @@ class RepositoryConfig(_Strict):
 
 class DatabaseConfig(_Strict):
     engine: str
-    url: str | None = None
-    path: Path | None = None
+    url: str | None = Field(default=None, validate_default=True)
+    path: Path | None = Field(default=None, validate_default=True)
     password_env: str | None = None
     password_file: Path | None = None
     repository: str | None = None
@@ -60,16 +68,28 @@ class DatabaseConfig(_Strict):
     tags: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check_location(self) -> DatabaseConfig:
-        self.engine = ENGINE_ALIASES.get(self.engine, self.engine)
-        if self.engine in FILE_ENGINES and self.path is None:
-            raise ValueError(f"engine {self.engine} needs 'path' (the database file)")
-        if self.engine in SERVER_ENGINES and not self.url:
-            raise ValueError(f"engine {self.engine} needs 'url'")
-        if self.url and urlsplit(self.url).password:
-            raise ValueError("url must not contain a password; use password_env or password_file")
-        return self
+    @field_validator("engine")
+    @classmethod
+    def _alias(cls, engine: str) -> str:
+        return ENGINE_ALIASES.get(engine, engine)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        engine = info.data.get("engine")
+        if engine in SERVER_ENGINES and not url:
+            raise ValueError(f"required for engine {engine}")
+        if url and urlsplit(url).password:
+            raise ValueError("must not contain a password; use password_env or password_file")
+        return url
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        engine = info.data.get("engine")
+        if engine in FILE_ENGINES and path is None:
+            raise ValueError(f"required for engine {engine} (the database file)")
+        return path
 
     def with_changes(self, **changes: Any) -> DatabaseConfig:
         return self.model_copy(update=changes)

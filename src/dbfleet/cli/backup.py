@@ -19,10 +19,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on 
 def backup(
     ctx: typer.Context,
     databases: Annotated[
-        list[str] | None, typer.Argument(help="Inventory databases to back up.")
+        list[str] | None,
+        typer.Argument(help="Inventory databases to back up.", metavar="DATABASE..."),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Back up every inventory database.")] = False,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the snapshots.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Tag the snapshots.", metavar="TAG")
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Back up databases into their repositories.
@@ -61,8 +64,12 @@ def backup(
 
 def snapshots(
     ctx: typer.Context,
-    database: Annotated[str | None, typer.Argument(help="Only this database.")] = None,
-    repository: Annotated[str | None, typer.Option("--repo", help="Only this repository.")] = None,
+    database: Annotated[
+        str | None, typer.Argument(help="Only this database.", metavar="DATABASE")
+    ] = None,
+    repository: Annotated[
+        str | None, typer.Option("--repo", help="Only this repository.", metavar="NAME")
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """List snapshots, oldest first."""
@@ -101,27 +108,41 @@ def snapshots(
 def restore(
     ctx: typer.Context,
     snapshot: Annotated[
-        str, typer.Argument(help="Snapshot: <id>, <database>:latest, <database>:<id>.")
+        str,
+        typer.Argument(
+            help="Snapshot: <id>, <database>:latest, <database>:<id>.", metavar="SNAPSHOT"
+        ),
     ],
     target: Annotated[
         str | None,
         typer.Option(
             "--target",
+            metavar="NAME",
             help="Inventory database to restore into, or a new database name on the "
             "source's server (a file name next to the source for SQLite).",
         ),
     ] = None,
     to: Annotated[
         str | None,
-        typer.Option("--to", help="Connection URL (or SQLite path) to restore into."),
+        typer.Option(
+            "--to", metavar="URL", help="Connection URL (or SQLite path) to restore into."
+        ),
     ] = None,
     password_env: Annotated[
         str | None,
-        typer.Option("--password-env", help="With --to: environment variable with the password."),
+        typer.Option(
+            "--password-env",
+            metavar="VAR",
+            help="With --to: environment variable with the password.",
+        ),
     ] = None,
     table: Annotated[
         list[str] | None,
-        typer.Option("--table", help="Restore only this table (repeatable), e.g. public.orders."),
+        typer.Option(
+            "--table",
+            metavar="TABLE",
+            help="Restore only this table (repeatable), e.g. public.orders.",
+        ),
     ] = None,
     clean: Annotated[
         bool,
@@ -164,7 +185,9 @@ def restore(
 
 def verify(
     ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Snapshot: <id>, <database>:latest, ...")],
+    snapshot: Annotated[
+        str, typer.Argument(help="Snapshot: <id>, <database>:latest, ...", metavar="SNAPSHOT")
+    ],
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the scratch database for inspection.")
     ] = False,
@@ -196,7 +219,9 @@ def verify(
 
 def health(
     ctx: typer.Context,
-    databases: Annotated[list[str] | None, typer.Argument(help="Databases (default: all).")] = None,
+    databases: Annotated[
+        list[str] | None, typer.Argument(help="Databases (default: all).", metavar="DATABASE...")
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Check that databases are reachable; show version, size and key indicators."""

@@ -16,7 +16,11 @@ from dbfleet.operations.demo import run_demo
 def demo(
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Where to put the demo (default: a new temporary directory)."),
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Where to put the demo (default: a new temporary directory).",
+        ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="JSON summary on stdout.")] = False,
 ) -> None:

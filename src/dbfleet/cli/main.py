@@ -74,7 +74,10 @@ def main(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", "-c", help="Inventory file (default: $DBFLEET_CONFIG or ./dbfleet.yaml)."
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="Inventory file (default: $DBFLEET_CONFIG or ./dbfleet.yaml).",
         ),
     ] = None,
     version: Annotated[

@@ -18,13 +18,17 @@ app.add_typer(key_app, name="key")
 
 RepoArg = Annotated[
     str | None,
-    typer.Argument(help="Repository name from the inventory (default: all / the only one)."),
+    typer.Argument(
+        help="Repository name from the inventory (default: all / the only one).",
+        metavar="REPOSITORY",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 NewPassEnv = Annotated[
     str | None,
     typer.Option(
         "--new-passphrase-env",
+        metavar="VAR",
         help="Environment variable holding the new passphrase (else a prompt on a terminal).",
     ),
 ]
@@ -142,8 +146,12 @@ def key_add(
 @key_app.command("remove")
 def key_remove(
     ctx: typer.Context,
-    key_id: Annotated[str, typer.Argument(help="Key id (prefix) from 'repo key list'.")],
-    repository: Annotated[str | None, typer.Option("--repo", help="Repository name.")] = None,
+    key_id: Annotated[
+        str, typer.Argument(help="Key id (prefix) from 'repo key list'.", metavar="KEY_ID")
+    ],
+    repository: Annotated[
+        str | None, typer.Option("--repo", help="Repository name.", metavar="NAME")
+    ] = None,
 ) -> None:
     """Remove a key; the key used to open the repository cannot be removed."""
     st = state(ctx)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import blake3
 
 from dbfleet.errors import DbfleetError, IntegrityError, NotFoundError
-from dbfleet.repo.index import BlobLocation
+from dbfleet.repo.index import BlobLocation, Index
 from dbfleet.repo.lock import list_locks
 from dbfleet.repo.pack import PackedBlob, pack_name, parse_header, read_header
 from dbfleet.repo.repository import Repository
@@ -68,8 +68,10 @@ def check_repository(
             report.errors.append(f"{name}: cannot be read: {exc}")
 
     stored = {o.name.rsplit("/", 1)[-1]: o.size for o in repo.storage.list("data/")}
-    repo._index = None  # reload from what is on storage now
-    index = repo.index
+    index = Index()
+    for pack_id, (size, blobs) in indexed.items():
+        index.add_pack(pack_id, size, blobs)
+    repo._index = index  # what is readable on storage now
     report.packs = len(stored)
     report.blobs = len(index)
 

@@ -99,9 +99,14 @@ class Repository:
                 f"no dbfleet repository at {storage.url}",
                 hint="create one with 'dbfleet repo init'",
             ) from exc
+        damaged: list[str] = []
         for obj in storage.list("keys/"):
-            document = json.loads(storage.get(obj.name))
-            master = unwrap_master_key(document, passphrase)
+            try:
+                document = json.loads(storage.get(obj.name))
+                master = unwrap_master_key(document, passphrase)
+            except (ValueError, KeyError, TypeError, NotFoundError):
+                damaged.append(obj.name)
+                continue
             if master is None:
                 continue
             config = json.loads(master.decrypt(sealed_config, CONFIG_AAD, "config"))
@@ -113,7 +118,8 @@ class Repository:
             return cls(storage, master, obj.name, config)
         raise WrongPassphraseError(
             f"wrong passphrase for the repository at {storage.url}",
-            hint="no key of this repository opens with it",
+            hint="no key of this repository opens with it"
+            + (f"; {len(damaged)} damaged key files were skipped" if damaged else ""),
         )
 
     @property

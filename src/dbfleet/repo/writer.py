@@ -137,6 +137,8 @@ class BackupWriter:
         self._drain_uploads(0)
         if self._written:
             self.repo.write_index_file(self._written)
+            for pack_id, size, blobs in self._written:
+                self.repo.index.add_pack(pack_id, size, blobs)
         snapshot.streams = list(self.streams)
         snapshot.size = sum(s.size for s in self.streams)
         snapshot.added_bytes = self.progress.added_bytes
@@ -194,6 +196,5 @@ class BackupWriter:
         while len(self._uploading) > keep:
             pack_id, size, blobs = self._uploading.popleft().result()
             self._written.append((pack_id, size, blobs))
-            self.repo.index.add_pack(pack_id, size, blobs)
-            for blob in blobs:
-                self._pending.discard(blob.id)
+            # blob ids stay in _pending: the repository index learns about
+            # these packs only in commit, after their index file is stored

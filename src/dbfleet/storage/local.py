@@ -55,7 +55,7 @@ class LocalStorage:
                 if offset:
                     fh.seek(offset)
                 return fh.read() if length is None else fh.read(length)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise NotFoundError(f"{name} not found in {self.url}") from exc
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
@@ -63,7 +63,7 @@ class LocalStorage:
     def stat(self, name: str) -> ObjectInfo:
         try:
             return ObjectInfo(name, self._path(name).stat().st_size)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, NotADirectoryError) as exc:
             raise NotFoundError(f"{name} not found in {self.url}") from exc
         except OSError as exc:
             raise StorageError(f"cannot stat {name}: {exc.strerror}") from exc

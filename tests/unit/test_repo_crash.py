@@ -1,0 +1,215 @@
+"""Failures in the middle of a backup: a killed backup process, a failing or
+killed dump tool, concurrent writers. Nothing half-done may become visible."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from repokit import PASSPHRASE, RepoKit
+
+from dbfleet.engines.process import dump_process
+from dbfleet.errors import EngineError
+from dbfleet.repo import BackupWriter, Repository, Snapshot
+from dbfleet.repo.check import check_repository
+from dbfleet.repo.lock import list_locks, remove_stale_locks, repository_lock
+from dbfleet.storage import LocalStorage
+
+MiB = 1024 * 1024
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    from dbfleet.repo import BackupWriter, Repository
+    from dbfleet.repo.lock import repository_lock
+    from dbfleet.storage import LocalStorage
+
+    class Endless:
+        def readinto(self, buf):
+            n = len(buf)
+            buf[:n] = os.urandom(n)
+            return n
+
+    repo = Repository.open(LocalStorage(Path(sys.argv[1])), os.environ["TEST_REPO_PASSPHRASE"])
+    with repository_lock(repo.storage, exclusive=False, operation="backup crash-test"):
+        with BackupWriter(repo, workers=2) as writer:
+            writer.write_stream("data", Endless())
+    """
+)
+
+
+def _snapshot(database: str = "db") -> Snapshot:
+    now = datetime.now(UTC)
+    return Snapshot(database=database, engine="raw", hostname="h", started=now, finished=now)
+
+
+def _pack_count(root: Path) -> int:
+    data = root / "data"
+    if not data.is_dir():
+        return 0
+    return sum(1 for p in data.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def test_backup_process_killed_midway(kit: RepoKit) -> None:
+    root = kit.tmp_path / "repo"
+    repo = kit.init(LocalStorage(root))
+    earlier_data = kit.mixed(2 * MiB, seed=21)
+    earlier = kit.backup(repo, earlier_data)
+    baseline = _pack_count(root)
+
+    env = {**os.environ, "TEST_REPO_PASSPHRASE": PASSPHRASE}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root)], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _pack_count(root) < baseline + 2:
+            assert child.poll() is None, child.stderr.read() if child.stderr else b""
+            assert time.monotonic() < deadline, "the child wrote no packs"
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+    fresh = Repository.open(LocalStorage(root), PASSPHRASE)
+    assert [s.id for s in fresh.list_snapshots()] == [earlier.id]
+    report = check_repository(fresh)
+    assert report.ok, report.errors
+    assert any("not in any index" in w for w in report.warnings)
+    assert any("stale" in w and "crash-test" in w for w in report.warnings)
+    assert kit.restore(fresh, fresh.find_snapshot("db:latest")) == earlier_data
+    assert check_repository(fresh, read_data=True).ok
+
+    # the dead child's lock does not block anyone, and unlock removes it
+    (lock,) = list_locks(fresh.storage)
+    assert lock.pid == child.pid and lock.is_stale()
+    with repository_lock(fresh.storage, exclusive=True, operation="prune"):
+        pass
+    assert [r.name for r in remove_stale_locks(fresh.storage)] == [lock.name]
+    assert list_locks(fresh.storage) == []
+
+    # and the next backup works and dedups against committed data only
+    later = kit.backup(fresh, earlier_data + b"more")
+    again = Repository.open(LocalStorage(root), PASSPHRASE)
+    assert kit.restore(again, again.load_snapshot(later.id)) == earlier_data + b"more"
+
+
+def _backup_from_tool(repo: Repository, argv: list[str]) -> Snapshot:
+    with BackupWriter(repo, workers=2) as writer:
+        with dump_process(argv) as out:
+            writer.write_stream("dump", out)
+        return writer.commit(_snapshot())
+
+
+def test_dump_tool_failure_records_nothing(kit: RepoKit) -> None:
+    repo = kit.init(kit.local())
+    kit.backup(repo, b"an earlier snapshot")
+    script = "head -c 3000000 /dev/urandom; echo boom >&2; exit 3"
+    with pytest.raises(EngineError) as info:
+        _backup_from_tool(repo, ["sh", "-c", script])
+    message = str(info.value)
+    assert "boom" in message and "status 3" in message
+    fresh = kit.reopen(repo)
+    assert len(fresh.list_snapshots()) == 1
+    assert len(list(fresh.storage.list("index/"))) == 1
+    assert check_repository(fresh).ok
+
+
+def test_killed_dump_tool_records_nothing(kit: RepoKit) -> None:
+    repo = kit.init()
+    script = "head -c 1000000 /dev/urandom; echo dying >&2; kill -9 $$"
+    with pytest.raises(EngineError) as info:
+        _backup_from_tool(repo, ["sh", "-c", script])
+    assert "SIGKILL" in str(info.value)
+    assert "dying" in str(info.value)
+    assert kit.reopen(repo).list_snapshots() == []
+
+
+def test_successful_dump_tool(kit: RepoKit) -> None:
+    repo = kit.init()
+    snapshot = _backup_from_tool(repo, ["sh", "-c", "printf 'hello from the tool'"])
+    assert kit.restore(kit.reopen(repo), snapshot, "dump") == b"hello from the tool"
+
+
+def test_dump_tool_does_not_see_the_passphrase(
+    kit: RepoKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBFLEET_PASSPHRASE", "super-secret-value")
+    repo = kit.init()
+    snapshot = _backup_from_tool(repo, ["sh", "-c", 'printf "[$DBFLEET_PASSPHRASE]"'])
+    assert kit.restore(repo, snapshot, "dump") == b"[]"
+
+
+def test_failed_backup_does_not_poison_the_next_one(kit: RepoKit) -> None:
+    """Two backups through the same Repository object (as `backup a b` does).
+    The first uploads several packs and then fails, so its packs are never
+    indexed. The second backs up the same data and must store (or index)
+    every chunk it references: a fresh open must restore it."""
+    repo = kit.init()
+    data = kit.random(80 * MiB, seed=22)
+
+    class DumpFailed(Exception):
+        pass
+
+    with pytest.raises(DumpFailed), BackupWriter(repo, workers=2) as writer:
+        writer.write_stream("data", io.BytesIO(data))
+        raise DumpFailed
+    assert len(list(repo.storage.list("data/"))) >= 4
+    assert list(repo.storage.list("index/")) == []
+
+    snapshot = kit.backup(repo, data)
+    fresh = kit.reopen(repo)
+    report = check_repository(fresh)
+    assert report.ok, report.errors
+    assert kit.restore(fresh, fresh.load_snapshot(snapshot.id)) == data
+
+
+def test_concurrent_writers(kit: RepoKit) -> None:
+    root = kit.tmp_path / "repo"
+    kit.init(LocalStorage(root))
+    shared = kit.random(1 * MiB, seed=30)
+    inputs = {
+        "alpha": shared + kit.mixed(5 * MiB, seed=31),
+        "beta": shared + kit.mixed(5 * MiB, seed=32),
+    }
+    results: dict[str, str] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(inputs))
+
+    def run(database: str) -> None:
+        try:
+            repo = Repository.open(LocalStorage(root), PASSPHRASE)
+            start.wait()
+            with repository_lock(repo.storage, exclusive=False, operation=f"backup {database}"):
+                results[database] = kit.backup(repo, inputs[database], database=database).id
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in inputs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    fresh = Repository.open(LocalStorage(root), PASSPHRASE)
+    assert {s.database for s in fresh.list_snapshots()} == set(inputs)
+    for database, data in inputs.items():
+        assert kit.restore(fresh, fresh.find_snapshot(f"{database}:latest")) == data
+        assert fresh.find_snapshot(f"{database}:latest").id == results[database]
+    report = check_repository(fresh, read_data=True)
+    assert report.ok, report.errors
+    assert report.warnings == []
+    assert len(list(fresh.storage.list("index/"))) == 2
