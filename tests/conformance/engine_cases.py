@@ -29,7 +29,8 @@ class EngineCase:
     """A config whose backup must fail (missing database or file)."""
 
 
-def sqlite_case(tmp_path: Path) -> Iterator[EngineCase]:
+def sqlite_case(request: pytest.FixtureRequest) -> Iterator[EngineCase]:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
     path = tmp_path / "source.db"
     create_sample_database(path, notes=3000)
 
@@ -46,18 +47,18 @@ def sqlite_case(tmp_path: Path) -> Iterator[EngineCase]:
     )
 
 
-def postgresql_case(tmp_path: Path) -> Iterator[EngineCase]:
+def postgresql_case(request: pytest.FixtureRequest) -> Iterator[EngineCase]:
     from tests.conformance import pg_case
 
-    yield from pg_case.case(tmp_path)
+    yield from pg_case.case(request)
 
 
-CASES: dict[str, Callable[[Path], Iterator[EngineCase]]] = {
+CASES: dict[str, Callable[[pytest.FixtureRequest], Iterator[EngineCase]]] = {
     "sqlite": sqlite_case,
     "postgresql": postgresql_case,
 }
 
 
 @pytest.fixture(params=sorted(CASES))
-def engine_case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EngineCase]:
-    yield from CASES[request.param](tmp_path)
+def engine_case(request: pytest.FixtureRequest) -> Iterator[EngineCase]:
+    yield from CASES[request.param](request)

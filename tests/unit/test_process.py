@@ -86,3 +86,12 @@ def test_find_tool(tmp_path: Path) -> None:
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
     assert find_tool("dbfleet-extra-tool", "x", extra_dirs=[str(tmp_path)]) == str(tool)
+
+
+def test_child_environment_hides_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBFLEET_PASSPHRASE", "repo-secret")
+    monkeypatch.setenv("APP_PG_PASSWORD", "db-secret")
+    out = run_tool(["env"], env={"APP_PG_PASSWORD": None, "PGAPPNAME": "dbfleet"})
+    assert "repo-secret" not in out
+    assert "db-secret" not in out
+    assert "PGAPPNAME=dbfleet" in out

@@ -89,17 +89,15 @@ from dbfleet.engines.base import (
     StreamSink,
     StreamSource,
 )
-from dbfleet.engines.postgresql_fingerprint import (
+from dbfleet.engines.postgresql_archive import (
     ArchiveFormatError,
     TocTap,
-    apply_session_settings,
     close_iterator,
-    compute,
     drop_safe_order,
-    read_sequences,
     read_toc,
     select_tables,
 )
+from dbfleet.engines.postgresql_fingerprint import apply_session_settings, compute, read_sequences
 from dbfleet.engines.process import dump_process, find_tool, restore_process, run_tool
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.secrets import secret_from
@@ -351,8 +349,8 @@ class PostgreSQLEngine:
         return self._tool_versions[path]
 
     @contextmanager
-    def _tool_env(self) -> Iterator[dict[str, str]]:
-        env = {"PGAPPNAME": "dbfleet", "PGCONNECT_TIMEOUT": str(
+    def _tool_env(self) -> Iterator[dict[str, str | None]]:
+        env: dict[str, str | None] = {"PGAPPNAME": "dbfleet", "PGCONNECT_TIMEOUT": str(
             self.config.options.get("connect_timeout", 10))}  # fmt: skip
         env.update({URL_PARAMS[k]: v for k, v in self.location.params.items()})
         password = self._password()
@@ -365,7 +363,10 @@ class PostgreSQLEngine:
             fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(f"*:*:*:*:{escaped}\n")
-            yield env | {"PGPASSFILE": passfile}
+            # The tools read the password from the file; the variable that held
+            # it is not passed on to them.
+            hidden = {name: None for name in ("PGPASSWORD", self.config.password_env) if name}
+            yield env | hidden | {"PGPASSFILE": passfile}
 
     # -- health ----------------------------------------------------------
 

@@ -15,13 +15,14 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO
 
 from dbfleet.errors import EngineError, ToolMissingError
 
 STDERR_TAIL_LINES = 20
+ToolEnv = Mapping[str, str | None]
 
 
 def find_tool(name: str, package_hint: str, extra_dirs: Sequence[str] = ()) -> str:
@@ -67,7 +68,7 @@ def _failure(tool: str, returncode: int, stderr: str) -> EngineError:
 
 
 @contextmanager
-def dump_process(argv: Sequence[str], env: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
+def dump_process(argv: Sequence[str], env: ToolEnv | None = None) -> Iterator[IO[bytes]]:
     """Start a dump tool; yield its stdout. On leaving the block the tool must
     have exited 0, else ``EngineError`` (also when the block itself failed,
     the tool is stopped first)."""
@@ -96,7 +97,7 @@ def dump_process(argv: Sequence[str], env: dict[str, str] | None = None) -> Iter
 
 
 def restore_process(
-    argv: Sequence[str], chunks: Iterable[bytes], env: dict[str, str] | None = None
+    argv: Sequence[str], chunks: Iterable[bytes], env: ToolEnv | None = None
 ) -> str:
     """Feed ``chunks`` to a restore tool's stdin; return its stdout (expected
     to be short). ``EngineError`` with its stderr if it fails."""
@@ -140,7 +141,7 @@ def restore_process(
     return b"".join(out).decode(errors="replace")
 
 
-def run_tool(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
+def run_tool(argv: Sequence[str], env: ToolEnv | None = None, timeout: float = 60) -> str:
     """Run a short tool invocation (``--version``, a query) and return stdout."""
     tool = os.path.basename(argv[0])
     try:
@@ -159,12 +160,17 @@ def run_tool(argv: Sequence[str], env: dict[str, str] | None = None, timeout: fl
     return proc.stdout.decode(errors="replace")
 
 
-def _env(extra: dict[str, str] | None) -> dict[str, str]:
+def _env(extra: Mapping[str, str | None] | None) -> dict[str, str]:
+    """The child's environment: ours, without dbfleet's own secrets, with
+    ``extra`` applied (a ``None`` value removes the variable, e.g. the one
+    that held a password the tool now reads from an option file)."""
     env = dict(os.environ)
-    # Never hand dbfleet's own secrets to a child process.
     for name in list(env):
         if name.startswith("DBFLEET_PASSPHRASE"):
             del env[name]
-    if extra:
-        env.update(extra)
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
