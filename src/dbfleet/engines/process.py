@@ -9,6 +9,8 @@ of its own stderr.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -22,6 +24,8 @@ from typing import IO
 from dbfleet.errors import EngineError, ToolMissingError
 
 STDERR_TAIL_LINES = 20
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PIPE_SIZE = 1 << 20
 ToolEnv = Mapping[str, str | None]
 
 
@@ -56,6 +60,14 @@ class _StderrTail:
         return "; ".join(self.lines)
 
 
+def _widen_pipe(stream: IO[bytes]) -> None:
+    """Give the dump tool a 1 MiB pipe instead of Linux's 64 KiB, so brief
+    pauses of the reader (a pack being finished) do not stall the tool."""
+    # Not Linux, or above /proc/sys/fs/pipe-max-size: keep the default.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+
+
 def _failure(tool: str, returncode: int, stderr: str) -> EngineError:
     if returncode < 0:
         try:
@@ -82,6 +94,7 @@ def dump_process(argv: Sequence[str], env: ToolEnv | None = None) -> Iterator[IO
         start_new_session=True,
     )
     assert proc.stdout is not None and proc.stderr is not None
+    _widen_pipe(proc.stdout)
     tail = _StderrTail(proc.stderr)
     try:
         yield proc.stdout

@@ -68,7 +68,7 @@ class BackupWriter:
     ) -> None:
         self.repo = repo
         self.workers = workers or max(2, os.cpu_count() or 2)
-        self.max_in_flight = self.workers * 2
+        self.max_in_flight = self.workers * 4
         self.progress = Progress()
         self._on_progress = progress
         self._sealers = ThreadPoolExecutor(self.workers, thread_name_prefix="dbfleet-seal")
@@ -181,13 +181,13 @@ class BackupWriter:
 
     def _start_upload(self) -> None:
         builder, self._pack = self._pack, PackBuilder()
-        pack_id, content = builder.finish(self.repo.key)
-        size = len(content)
-        blobs = builder.blobs
 
         def upload() -> tuple[str, int, list[Any]]:
+            # Finishing (join, hash, seal the header) happens here too, off
+            # the thread that reads the dump.
+            pack_id, content = builder.finish(self.repo.key)
             self.repo.storage.put(pack_name(pack_id), content)
-            return pack_id, size, blobs
+            return pack_id, len(content), builder.blobs
 
         self._uploading.append(self._uploaders.submit(upload))
         self._drain_uploads(2)
