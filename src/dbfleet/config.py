@@ -27,9 +27,14 @@ from pydantic import (
 from dbfleet.errors import ConfigError, UsageError
 
 DEFAULT_PATH = "dbfleet.yaml"
-SERVER_ENGINES = {"postgresql"}
+SERVER_ENGINES = {"postgresql", "mysql", "redis", "clickhouse", "influxdb"}
 FILE_ENGINES = {"sqlite"}
-ENGINE_ALIASES = {"postgres": "postgresql", "pg": "postgresql", "sqlite3": "sqlite"}
+ENGINE_ALIASES = {
+    "postgres": "postgresql",
+    "pg": "postgresql",
+    "sqlite3": "sqlite",
+    "mariadb": "mysql",
+}
 
 
 class _Strict(BaseModel):

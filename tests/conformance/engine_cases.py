@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -47,16 +48,19 @@ def sqlite_case(request: pytest.FixtureRequest) -> Iterator[EngineCase]:
     )
 
 
-def postgresql_case(request: pytest.FixtureRequest) -> Iterator[EngineCase]:
-    from tests.conformance import pg_case
+def _discover() -> dict[str, Callable[[pytest.FixtureRequest], Iterator[EngineCase]]]:
+    """SQLite here, and every ``tests/conformance/cases_<engine>.py`` module
+    (each defines ``ENGINE`` and ``case(request)``)."""
+    cases: dict[str, Callable[[pytest.FixtureRequest], Iterator[EngineCase]]] = {
+        "sqlite": sqlite_case
+    }
+    for path in sorted(Path(__file__).parent.glob("cases_*.py")):
+        module = importlib.import_module(f"tests.conformance.{path.stem}")
+        cases[module.ENGINE] = module.case
+    return cases
 
-    yield from pg_case.case(request)
 
-
-CASES: dict[str, Callable[[pytest.FixtureRequest], Iterator[EngineCase]]] = {
-    "sqlite": sqlite_case,
-    "postgresql": postgresql_case,
-}
+CASES = _discover()
 
 
 @pytest.fixture(params=sorted(CASES))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines.base import (
@@ -35,11 +36,21 @@ __all__ = [
 _REGISTRY = {
     "sqlite": "dbfleet.engines.sqlite:SQLiteEngine",
     "postgresql": "dbfleet.engines.postgresql:PostgreSQLEngine",
+    "mysql": "dbfleet.engines.mysql:MySQLEngine",
+    "redis": "dbfleet.engines.redis:RedisEngine",
+    "clickhouse": "dbfleet.engines.clickhouse:ClickHouseEngine",
+    "influxdb": "dbfleet.engines.influxdb:InfluxDBEngine",
 }
 
 
 def known_engines() -> set[str]:
-    return set(_REGISTRY)
+    """Engines whose module is installed (an engine under development has a
+    registry line before its module lands)."""
+    return {
+        name
+        for name, target in _REGISTRY.items()
+        if importlib.util.find_spec(target.partition(":")[0]) is not None
+    }
 
 
 def engine_for(config: DatabaseConfig) -> Engine:

@@ -11,6 +11,8 @@ import pytest
 from tests.conformance.engine_cases import EngineCase
 from tests.integration.conftest import PgServer, create_rich_database
 
+ENGINE = "postgresql"
+
 
 def case(request: pytest.FixtureRequest) -> Iterator[EngineCase]:
     server: PgServer = request.getfixturevalue("pg_server")

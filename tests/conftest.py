@@ -1,0 +1,13 @@
+"""Fixtures shared across test folders: each engine's server fixtures live in
+``tests/integration/fixtures_<engine>.py`` and are registered here, so the
+integration tests and the engine conformance suite both see them."""
+
+import importlib.util
+
+_PLUGINS = [
+    "tests.integration.fixtures_mysql",
+    "tests.integration.fixtures_redis",
+    "tests.integration.fixtures_clickhouse",
+    "tests.integration.fixtures_influxdb",
+]
+pytest_plugins = [name for name in _PLUGINS if importlib.util.find_spec(name) is not None]
