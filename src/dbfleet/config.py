@@ -48,11 +48,29 @@ class SecretSource(_Strict):
     file: Path | None = None
 
 
+class S3Options(_Strict):
+    """Settings for ``s3://bucket/prefix`` repositories. Credentials come from
+    the named environment variables, else from the AWS shared credentials
+    file (``credentials_file``/``profile``), never from the inventory itself."""
+
+    endpoint: str | None = Field(
+        default=None, description="e.g. http://127.0.0.1:9000 for MinIO; empty for AWS"
+    )
+    region: str | None = None
+    access_key_env: str = "AWS_ACCESS_KEY_ID"
+    secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    credentials_file: Path | None = None
+    profile: str | None = None
+    path_style: bool = Field(default=True, description="path-style addressing (MinIO, Ceph)")
+    verify_tls: bool = True
+
+
 class RepositoryConfig(_Strict):
     url: str
     passphrase_env: str | None = None
     passphrase_file: Path | None = None
     description: str | None = None
+    s3: S3Options = Field(default_factory=S3Options)
 
 
 class DatabaseConfig(_Strict):

@@ -24,7 +24,7 @@ class Repositories:
         if name not in self._open:
             config = self.inventory.repository(name)
             passphrase = repository_passphrase(name, config)
-            self._open[name] = Repository.open(open_storage(config.url), passphrase)
+            self._open[name] = Repository.open(open_storage(config.url, config), passphrase)
         return self._open[name]
 
     def for_database(self, database: str) -> Repository:

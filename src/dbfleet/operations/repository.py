@@ -29,7 +29,7 @@ def init_repository(
 ) -> dict[str, Any]:
     config = inventory.repository(name)
     passphrase = repository_passphrase(name, config, confirm=True)
-    repo = Repository.init(open_storage(config.url), passphrase, kdf)
+    repo = Repository.init(open_storage(config.url, config), passphrase, kdf)
     return {"repository": name, "url": config.url, "id": repo.config["id"]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from dbfleet.config import RepositoryConfig
 from dbfleet.errors import UsageError
 from dbfleet.storage.base import ObjectInfo, Storage
 from dbfleet.storage.local import LocalStorage
@@ -15,9 +16,10 @@ __all__ = ["LocalStorage", "MemoryStorage", "ObjectInfo", "Storage", "open_stora
 _MEMORY: dict[str, MemoryStorage] = {}
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, options: RepositoryConfig | None = None) -> Storage:
     """Open the backend a repository URL names: ``file:///path``, a plain path,
-    or ``memory://name`` (process-local, for tests)."""
+    ``s3://bucket/prefix`` (settings from ``options.s3``) or ``memory://name``
+    (process-local, for tests)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = unquote(parsed.path if parsed.scheme else url)
@@ -26,7 +28,11 @@ def open_storage(url: str) -> Storage:
         return LocalStorage(Path(path).expanduser().absolute())
     if parsed.scheme == "memory":
         return _MEMORY.setdefault(parsed.netloc, MemoryStorage(parsed.netloc))
+    if parsed.scheme == "s3":
+        from dbfleet.storage.s3 import S3Storage
+
+        return S3Storage.from_url(url, (options or RepositoryConfig(url=url)).s3)
     raise UsageError(
         f"unsupported repository url {url!r}",
-        hint="use file:///path (S3 support is planned)",
+        hint="use file:///path or s3://bucket/prefix",
     )
