@@ -90,6 +90,18 @@ class DatabaseConfig(_Strict):
     )
     tags: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    all_databases: bool = Field(
+        default=False,
+        description="the entry names a server: back up every database on it, including "
+        "ones created later; snapshots are named '<entry>/<database>'",
+    )
+    include: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="with all_databases: glob patterns of names to back up",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="with all_databases: glob patterns of names to skip"
+    )
 
     @field_validator("engine")
     @classmethod
@@ -135,6 +147,12 @@ class Inventory(_Strict):
                     f"databases.{name}.engine: unknown engine {db.engine!r} "
                     f"(known: {', '.join(sorted(known_engines()))})"
                 )
+            if db.all_databases and db.engine in FILE_ENGINES:
+                problems.append(
+                    f"databases.{name}.all_databases: {db.engine} has no server to list"
+                )
+            if "/" in name:
+                problems.append(f"databases.{name}: names must not contain '/'")
             if db.repository is None and len(self.repositories) == 1:
                 db.repository = next(iter(self.repositories))
             if db.repository is None:
@@ -152,11 +170,22 @@ class Inventory(_Strict):
         return self
 
     def database(self, name: str) -> DatabaseConfig:
+        """The entry for ``name``; for ``<server entry>/<database>`` the server
+        entry (whose repository and credentials the member shares)."""
+        entry, _member = self.split_member(name)
         try:
-            return self.databases[name]
+            return self.databases[entry]
         except KeyError:
             known = ", ".join(sorted(self.databases)) or "none"
             raise UsageError(f"no database {name!r} in the inventory (defined: {known})") from None
+
+    def split_member(self, name: str) -> tuple[str, str | None]:
+        """``"pg-main/app"`` -> ``("pg-main", "app")`` when ``pg-main`` is an
+        ``all_databases`` entry; any other name -> ``(name, None)``."""
+        entry, slash, member = name.partition("/")
+        if slash and member and entry in self.databases and self.databases[entry].all_databases:
+            return entry, member
+        return name, None
 
     def repository(self, name: str) -> RepositoryConfig:
         try:

@@ -80,9 +80,12 @@ def snapshots(
     names = [repository] if repository else list(inventory.repositories)
     if database and not repository:
         names = [str(inventory.database(database).repository)]
+    server_entry = database is not None and inventory.database(database).all_databases
     found = []
     for name in names:
-        for snap in st.repos().get(name).list_snapshots(database):
+        for snap in st.repos().get(name).list_snapshots(None if server_entry else database):
+            if server_entry and not snap.database.startswith(f"{database}/"):
+                continue
             found.append({**snap.summary(), "repository": name})
     found.sort(key=lambda s: str(s["time"]))
     if json_output:

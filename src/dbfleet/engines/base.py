@@ -27,6 +27,8 @@ class Capabilities:
     """Snapshots record an engine position (LSN, binlog, oplog)."""
     scratch_targets: bool = True
     """``verify`` can restore into a scratch target and drop it afterwards."""
+    server_entries: bool = False
+    """``all_databases: true`` works: ``list_databases`` names the databases."""
 
 
 @dataclass
@@ -108,6 +110,14 @@ class Engine(Protocol):
         ...
 
     def drop(self) -> None: ...
+
+
+class ServerEngine(Engine, Protocol):
+    """An engine whose entries may name a whole server (``all_databases``)."""
+
+    def list_databases(self) -> list[str]:
+        """User databases on the server, now (system databases excluded)."""
+        ...
 
 
 def compare_fingerprints(

@@ -201,7 +201,11 @@ class _ServerInfo:
 class PostgreSQLEngine:
     name: ClassVar[str] = "postgresql"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        subset_restore=True, globals=True, consistency_point=True, scratch_targets=True
+        subset_restore=True,
+        globals=True,
+        consistency_point=True,
+        scratch_targets=True,
+        server_entries=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
@@ -225,6 +229,16 @@ class PostgreSQLEngine:
 
     def scratch(self, label: str) -> DatabaseConfig:
         return self.target(truncate_name(f"{self.location.dbname}_dbfleet_{label}"))
+
+    def list_databases(self) -> list[str]:
+        """Databases that accept connections, except the system ones and the
+        maintenance database (an ``all_databases`` entry names that one)."""
+        with self._connect_maintenance() as conn:
+            rows = conn.execute(
+                "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate"
+            ).fetchall()
+        skip = SYSTEM_DATABASES | {self._maintenance_db()}
+        return sorted(name for (name,) in rows if name not in skip)
 
     def drop(self) -> None:
         dbname = self.location.dbname

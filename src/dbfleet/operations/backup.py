@@ -11,7 +11,7 @@ from typing import Any
 
 from dbfleet.engines import engine_for
 from dbfleet.errors import DbfleetError
-from dbfleet.operations.common import Repositories
+from dbfleet.operations.common import Repositories, expand_databases, resolve_database
 from dbfleet.repo import BackupWriter, Progress, Snapshot
 from dbfleet.repo.lock import repository_lock
 
@@ -42,7 +42,7 @@ def backup_database(
 ) -> BackupResult:
     """Back up one inventory database. Raises on failure; nothing is recorded
     in the repository unless the engine finished cleanly."""
-    db = repos.inventory.database(name)
+    db = resolve_database(repos.inventory, name)
     engine = engine_for(db)
     repo = repos.for_database(name)
     began = time.monotonic()
@@ -90,7 +90,14 @@ def backup_many(
     """Back up each database in turn, continuing past failures; every
     database gets a result saying what happened."""
     results = []
+    expanded: list[str] = []
     for name in names:
+        began = time.monotonic()
+        try:
+            expanded.extend(expand_databases(repos.inventory, [name]))
+        except DbfleetError as exc:
+            results.append(_failed(repos, name, str(exc), type(exc).__name__, began))
+    for name in expanded:
         began = time.monotonic()
         try:
             progress = progress_for(name) if progress_for else None
@@ -104,7 +111,8 @@ def backup_many(
 
 
 def _failed(repos: Repositories, name: str, error: str, kind: str, began: float) -> BackupResult:
-    engine = repos.inventory.databases[name].engine if name in repos.inventory.databases else "?"
+    entry = repos.inventory.split_member(name)[0]
+    engine = repos.inventory.databases[entry].engine if entry in repos.inventory.databases else "?"
     return BackupResult(
         database=name,
         engine=engine,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
-from dbfleet.config import Inventory
+from dbfleet.config import DatabaseConfig, Inventory
+from dbfleet.engines import engine_for
+from dbfleet.engines.base import ServerEngine
 from dbfleet.errors import SnapshotNotFoundError, UsageError
 from dbfleet.repo import Repository, Snapshot, iter_stream
 from dbfleet.secrets import repository_passphrase
@@ -39,7 +43,7 @@ class Repositories:
         if repository:
             repo = self.get(repository)
             return repo, repo.find_snapshot(selector)
-        if head in self.inventory.databases:
+        if self.inventory.split_member(head)[0] in self.inventory.databases:
             repo = self.for_database(head)
             return repo, repo.find_snapshot(selector)
         if ":" in selector:
@@ -57,6 +61,44 @@ class Repositories:
             f"no snapshot matches {selector!r} in any repository, and no database has that name",
             hint="see 'dbfleet snapshots'",
         )
+
+
+def resolve_database(inventory: Inventory, name: str) -> DatabaseConfig:
+    """The config to back up or read ``name``: an inventory entry, or for
+    ``<server entry>/<database>`` the server entry pointed at that database."""
+    entry, member = inventory.split_member(name)
+    config = inventory.database(entry)
+    if member is None:
+        if config.all_databases:
+            raise UsageError(
+                f"{name!r} names a whole server",
+                hint=f"use '{name}/<database>' for one of its databases",
+            )
+        return config
+    member_config = engine_for(config).target(member)
+    return member_config.with_changes(all_databases=False, include=["*"], exclude=[])
+
+
+def expand_databases(inventory: Inventory, names: list[str]) -> list[str]:
+    """Replace each ``all_databases`` entry by ``<entry>/<database>`` for every
+    database its server has now, minus ``exclude`` patterns."""
+    expanded = []
+    for name in names:
+        config = inventory.database(name)
+        entry, member = inventory.split_member(name)
+        if not config.all_databases or member is not None:
+            expanded.append(name)
+            continue
+        engine = engine_for(config)
+        if not engine.capabilities.server_entries:
+            raise UsageError(
+                f"databases.{entry}.all_databases: {config.engine} cannot list databases"
+            )
+        for database in sorted(cast(ServerEngine, engine).list_databases()):
+            included = any(fnmatch.fnmatchcase(database, p) for p in config.include)
+            if included and not any(fnmatch.fnmatchcase(database, p) for p in config.exclude):
+                expanded.append(f"{entry}/{database}")
+    return expanded
 
 
 class SnapshotSource:

@@ -19,7 +19,7 @@ from typing import Any
 from dbfleet.config import FILE_ENGINES, DatabaseConfig
 from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
 from dbfleet.errors import UsageError
-from dbfleet.operations.common import Repositories, SnapshotSource
+from dbfleet.operations.common import Repositories, SnapshotSource, resolve_database
 from dbfleet.repo import Snapshot
 
 
@@ -60,14 +60,14 @@ def describe(config: DatabaseConfig) -> str:
 
 
 def source_config(repos: Repositories, snapshot: Snapshot) -> DatabaseConfig:
-    db = repos.inventory.databases.get(snapshot.database)
-    if db is None:
-        raise UsageError(
-            f"snapshot {snapshot.short_id} is of {snapshot.database!r}, which the inventory "
-            "no longer names",
-            hint="restore with --to URL (and --password-env)",
-        )
-    return db
+    entry = repos.inventory.split_member(snapshot.database)[0]
+    if entry in repos.inventory.databases:
+        return resolve_database(repos.inventory, snapshot.database)
+    raise UsageError(
+        f"snapshot {snapshot.short_id} is of {snapshot.database!r}, which the inventory "
+        "no longer names",
+        hint="restore with --to URL (and --password-env)",
+    )
 
 
 def resolve_target(
@@ -81,7 +81,7 @@ def resolve_target(
     if target and to:
         raise UsageError("give --target or --to, not both")
     if to:
-        base = repos.inventory.databases.get(snapshot.database)
+        base = repos.inventory.databases.get(repos.inventory.split_member(snapshot.database)[0])
         if snapshot.engine in FILE_ENGINES:
             path = Path(to.removeprefix("sqlite://").removeprefix("file://"))
             return DatabaseConfig(engine=snapshot.engine, path=path)
