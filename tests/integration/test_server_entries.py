@@ -4,6 +4,7 @@ every database on it is backed up, including ones created later."""
 from __future__ import annotations
 
 import secrets
+
 import pytest
 from psycopg import sql
 
