@@ -64,7 +64,7 @@ minio_pid() { # prints the pid of our running MinIO, or fails
 }
 
 minio_live() {
-    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$MINIO_PORT/minio/health/live"
+    curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$MINIO_PORT/minio/health/live"
 }
 
 minio_write_env() {

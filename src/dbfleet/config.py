@@ -9,6 +9,8 @@ file: it names environment variables or files that hold them.
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -41,6 +43,54 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_DURATION = re.compile(r"(\d+)([yYmwdhM])")
+_UNIT_DAYS = {"y": 365, "m": 30, "w": 7, "d": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``1y2m3w4d5h`` (years of 365 days, months of 30) -> timedelta."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise ValueError(f"invalid duration {text!r}; use e.g. 7d, 36h, 1y6m")
+    total = timedelta()
+    for number, unit in parts:
+        if unit == "h":
+            total += timedelta(hours=int(number))
+        else:
+            total += timedelta(days=int(number) * _UNIT_DAYS[unit.lower()])
+    return total
+
+
+class RetentionPolicy(_Strict):
+    """How many snapshots to keep (see dbfleet.retention for the semantics)."""
+
+    keep_last: int = Field(default=0, ge=0)
+    keep_hourly: int = Field(default=0, ge=0)
+    keep_daily: int = Field(default=0, ge=0)
+    keep_weekly: int = Field(default=0, ge=0)
+    keep_monthly: int = Field(default=0, ge=0)
+    keep_yearly: int = Field(default=0, ge=0)
+    keep_within: str | None = None
+
+    @field_validator("keep_within")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @property
+    def empty(self) -> bool:
+        return not any(
+            (self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly,
+             self.keep_monthly, self.keep_yearly, self.keep_within)
+        )  # fmt: skip
+
+    def describe(self) -> str:
+        rules = [f"{k}={v}" for k, v in self.model_dump().items() if v]
+        return ", ".join(rules) or "keep everything"
+
+
 class SecretSource(_Strict):
     """Where a secret comes from: an environment variable or a file (first line)."""
 
@@ -71,6 +121,9 @@ class RepositoryConfig(_Strict):
     passphrase_file: Path | None = None
     description: str | None = None
     s3: S3Options = Field(default_factory=S3Options)
+    retention: RetentionPolicy = Field(
+        default_factory=RetentionPolicy, description="default policy for its databases"
+    )
 
 
 class DatabaseConfig(_Strict):
@@ -90,6 +143,9 @@ class DatabaseConfig(_Strict):
     )
     tags: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    retention: RetentionPolicy | None = Field(
+        default=None, description="overrides the repository's retention policy"
+    )
     all_databases: bool = Field(
         default=False,
         description="the entry names a server: back up every database on it, including "

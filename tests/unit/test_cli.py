@@ -386,6 +386,10 @@ COMMANDS = [
     ["repo", "key", "passwd"],
     ["config"],
     ["config", "check"],
+    ["forget"],
+    ["prune"],
+    ["pin"],
+    ["unpin"],
 ]
 
 
@@ -399,3 +403,45 @@ def test_help_of_each_command(command: list[str], capsys: pytest.CaptureFixture[
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "Usage:" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["forget", "--keep-daily", "x"],
+        ["forget", "--keep-within", "3x"],
+        ["restore"],
+        ["no-such-command"],
+        ["backup", "--no-such-option"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_usage_errors_exit_2_without_traceback(estate: Estate, args: list[str]) -> None:
+    proc = dbfleet(*args, config=estate.config)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip()
+
+
+def test_forget_and_prune(estate: Estate, tmp_path: Path) -> None:
+    own = copy_estate(estate, tmp_path)
+    for _ in range(3):
+        with closing(sqlite3.connect(own.database)) as conn, conn:
+            conn.execute("UPDATE notes SET score = score + 1 WHERE id <= 100")
+        assert dbfleet("backup", "notes", config=own.config).returncode == 0
+    pin = dbfleet("pin", "notes:latest", config=own.config)
+    assert pin.returncode == 0, pin.stderr
+    dry = dbfleet("forget", "--keep-last", "1", "--dry-run", "--json", config=own.config)
+    assert dry.returncode == 0, dry.stderr
+    (group,) = json.loads(dry.stdout)
+    assert len(group["keep"]) == 1 and len(group["remove"]) == 3
+    assert "pinned" in group["keep"][0]["reasons"]
+    listed = json.loads(dbfleet("snapshots", "--json", config=own.config).stdout)
+    assert len(listed) == 4  # the dry run removed nothing
+    done = dbfleet("forget", "--keep-last", "2", "--prune", config=own.config)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(dbfleet("snapshots", "--json", config=own.config).stdout)) == 2
+    prune = dbfleet("prune", "--json", config=own.config)
+    assert prune.returncode == 0, prune.stderr
+    check = dbfleet("repo", "check", "--read-data", config=own.config)
+    assert check.returncode == 0, check.stderr
+    assert dbfleet("verify", "notes:latest", config=own.config).returncode == 0

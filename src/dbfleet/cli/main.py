@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from dbfleet import __version__
@@ -88,9 +87,10 @@ def main(
 
 
 def _register() -> None:
-    from dbfleet.cli import backup, config_cmd, demo, repo
+    from dbfleet.cli import backup, config_cmd, demo, repo, retention
 
     backup.register(app)
+    retention.register(app)
     demo.register(app)
     app.add_typer(repo.app, name="repo")
     app.add_typer(config_cmd.app, name="config")
@@ -106,14 +106,19 @@ def run(argv: list[str] | None = None) -> None:
     except DbfleetError as exc:
         print(f"dbfleet: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_USAGE)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("dbfleet: aborted", file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:
+        # typer's own click: usage errors (bad option values, missing arguments)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"dbfleet: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print("dbfleet: interrupted; nothing was recorded for unfinished work", file=sys.stderr)
         sys.exit(130)

@@ -313,6 +313,19 @@ class Repository:
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self.storage.delete(f"snapshots/{snapshot_id}")
+        self.storage.delete(f"pins/{snapshot_id}")
+
+    # -- pins: snapshots that retention never removes -----------------------
+
+    def pinned(self) -> set[str]:
+        return {name.removeprefix("pins/") for name in self.list_names("pins/")}
+
+    def pin(self, snapshot_id: str) -> None:
+        self.load_snapshot(snapshot_id)  # must exist
+        self.storage.put(f"pins/{snapshot_id}", b"")
+
+    def unpin(self, snapshot_id: str) -> None:
+        self.storage.delete(f"pins/{snapshot_id}")
 
 
 def _looks_like_id(text: str) -> bool:
