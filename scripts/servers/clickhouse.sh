@@ -12,7 +12,7 @@
 SERVERS+=(clickhouse)
 
 CH_HTTP_PORT="${DBFLEET_TEST_CLICKHOUSE_PORT:-58123}"
-CH_TCP_PORT="${DBFLEET_TEST_CLICKHOUSE_TCP_PORT:-59000}"
+CH_TCP_PORT="${DBFLEET_TEST_CLICKHOUSE_TCP_PORT:-58129}"
 CH_STATE="$STATE/clickhouse"
 CH_DATA="$CH_STATE/data"
 CH_CONF="$CH_STATE/config.xml"
@@ -172,7 +172,7 @@ clickhouse_start() {
     local i
     for i in $(seq 1 120); do
         ch_query 'SELECT 1' >/dev/null 2>&1 && break
-        if [[ $i -eq 120 ]]; then
+        if [[ $i -eq 120 ]] || { [[ $i -gt 4 ]] && ! ch_running; }; then
             tail -n 20 "$CH_LOG/clickhouse-server.err.log" >&2 2>/dev/null || true
             die "ClickHouse is not answering on 127.0.0.1:$CH_HTTP_PORT (log: $CH_LOG)"
         fi

@@ -146,6 +146,10 @@ class DatabaseConfig(_Strict):
     retention: RetentionPolicy | None = Field(
         default=None, description="overrides the repository's retention policy"
     )
+    copy_to: list[str] = Field(
+        default_factory=list,
+        description="repositories that each new snapshot is also copied to (3-2-1)",
+    )
     all_databases: bool = Field(
         default=False,
         description="the entry names a server: back up every database on it, including "
@@ -209,6 +213,11 @@ class Inventory(_Strict):
                 )
             if "/" in name:
                 problems.append(f"databases.{name}: names must not contain '/'")
+            for index, target in enumerate(db.copy_to):
+                if target not in self.repositories:
+                    problems.append(
+                        f"databases.{name}.copy_to.{index}: no repository named {target!r}"
+                    )
             if db.repository is None and len(self.repositories) == 1:
                 db.repository = next(iter(self.repositories))
             if db.repository is None:

@@ -87,9 +87,10 @@ def main(
 
 
 def _register() -> None:
-    from dbfleet.cli import backup, config_cmd, demo, repo, retention
+    from dbfleet.cli import backup, config_cmd, copy, demo, repo, retention
 
     backup.register(app)
+    copy.register(app)
     retention.register(app)
     demo.register(app)
     app.add_typer(repo.app, name="repo")

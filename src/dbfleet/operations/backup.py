@@ -5,14 +5,15 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from dbfleet.engines import engine_for
 from dbfleet.errors import DbfleetError
 from dbfleet.operations.common import Repositories, expand_databases, resolve_database
-from dbfleet.repo import BackupWriter, Progress, Snapshot
+from dbfleet.operations.copy import copy_snapshot
+from dbfleet.repo import BackupWriter, Progress, Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 
 
@@ -28,6 +29,7 @@ class BackupResult:
     duration_seconds: float = 0.0
     error: str | None = None
     error_type: str | None = None
+    copies: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +70,7 @@ def backup_database(
                 tags=list(tags or []) + list(db.tags),
             )
         )
-    return BackupResult(
+    result = BackupResult(
         database=name,
         engine=db.engine,
         ok=True,
@@ -76,8 +78,30 @@ def backup_database(
         size=snapshot.size,
         added_bytes=snapshot.added_bytes,
         stored_size=snapshot.stored_size,
-        duration_seconds=round(time.monotonic() - began, 3),
     )
+    _fan_out(repos, repo, snapshot, db.copy_to, result)
+    result.duration_seconds = round(time.monotonic() - began, 3)
+    return result
+
+
+def _fan_out(
+    repos: Repositories,
+    repo: Repository,
+    snapshot: Snapshot,
+    destinations: list[str],
+    result: BackupResult,
+) -> None:
+    """Copy a new snapshot to each ``copy_to`` repository. A failed copy fails
+    the result (the snapshot itself stays: it is complete and valid)."""
+    for destination in destinations:
+        try:
+            copied = copy_snapshot(repo, repos.get(destination), snapshot, destination)
+            result.copies.append({"ok": True, **copied.as_dict()})
+        except DbfleetError as exc:
+            result.copies.append({"ok": False, "destination": destination, "error": str(exc)})
+            result.ok = False
+            result.error = f"copy to {destination} failed: {exc}"
+            result.error_type = type(exc).__name__
 
 
 def backup_many(

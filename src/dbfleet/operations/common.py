@@ -79,6 +79,12 @@ def resolve_database(inventory: Inventory, name: str) -> DatabaseConfig:
     return member_config.with_changes(all_databases=False, include=["*"], exclude=[])
 
 
+def matches_database(database: str, wanted: list[str]) -> bool:
+    """Whether a snapshot's database is one of ``wanted`` or a member of a
+    server entry in it (``pg-main`` matches ``pg-main/app``)."""
+    return any(database == w or database.startswith(f"{w}/") for w in wanted)
+
+
 def expand_databases(inventory: Inventory, names: list[str]) -> list[str]:
     """Replace each ``all_databases`` entry by ``<entry>/<database>`` for every
     database its server has now, minus ``exclude`` patterns."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbfleet.config import Inventory, RetentionPolicy
-from dbfleet.operations.common import Repositories
+from dbfleet.operations.common import Repositories, matches_database
 from dbfleet.repo import Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 from dbfleet.repo.prune import PruneStats, prune
@@ -73,7 +73,7 @@ def _forget_in(
 ) -> list[ForgetGroup]:
     by_database: dict[str, list[Snapshot]] = defaultdict(list)
     for snapshot in repo.list_snapshots():
-        if databases and not _selected(snapshot.database, databases):
+        if databases and not matches_database(snapshot.database, databases):
             continue
         by_database[snapshot.database].append(snapshot)
     pinned = repo.pinned()
@@ -89,10 +89,6 @@ def _forget_in(
                     repo.delete_snapshot(decision.snapshot.id)
         groups.append(group)
     return groups
-
-
-def _selected(database: str, wanted: list[str]) -> bool:
-    return any(database == w or database.startswith(f"{w}/") for w in wanted)
 
 
 def prune_repository(

@@ -48,6 +48,8 @@ class Snapshot(BaseModel):
     streams: list[StreamRef] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
+    origin: dict[str, str] | None = None
+    """For a copy: ``{"repository": <source repository id>, "snapshot": <id>}``."""
 
     @property
     def short_id(self) -> str:
@@ -76,6 +78,7 @@ class Snapshot(BaseModel):
             "consistency_point": self.consistency_point,
             "streams": [s.name for s in self.streams],
             "tags": self.tags,
+            "origin": self.origin,
         }
 
 

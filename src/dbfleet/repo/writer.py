@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -106,11 +106,19 @@ class BackupWriter:
             max_size=params["max"],
             seed=params["seed"],
         )
+        return self.write_chunks(
+            name, (bytes(c.data) for c in chunker.cut_stream(source)), media_type
+        )
+
+    def write_chunks(
+        self, name: str, chunks_in: Iterable[bytes], media_type: str = "application/octet-stream"
+    ) -> StreamRef:
+        """Store already-cut chunks as stream ``name`` (``copy`` keeps the
+        source repository's boundaries, so copies of related snapshots dedup)."""
         entries: list[tuple[bytes, int]] = []
         trees: list[str] = []
         size = chunks = 0
-        for chunk in chunker.cut_stream(source):
-            data = bytes(chunk.data)
+        for data in chunks_in:
             blob_id = self._store(BLOB_DATA, data)
             entries.append((blob_id, len(data)))
             size += len(data)

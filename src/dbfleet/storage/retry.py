@@ -70,7 +70,7 @@ class RetryingStorage:
         """How many retries this wrapper made so far (for tests and stats)."""
 
     def _delay(self, retry: int) -> float:
-        delay = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        delay = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
         return delay * random.uniform(0.5, 1.0)
 
     def _backoff(self, what: str, attempt: int, exc: StorageError) -> None:

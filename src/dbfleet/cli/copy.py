@@ -1,0 +1,55 @@
+"""copy."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dbfleet import output
+from dbfleet.cli.main import state
+from dbfleet.operations.copy import copy_snapshots
+
+
+def copy(
+    ctx: typer.Context,
+    snapshots: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="SNAPSHOT...", help="Snapshots to copy (default: all)."),
+    ] = None,
+    source: Annotated[str, typer.Option("--from", metavar="REPO", help="Source repository.")] = ...,  # type: ignore[assignment]
+    destination: Annotated[
+        str, typer.Option("--to", metavar="REPO", help="Destination repository.")
+    ] = ...,  # type: ignore[assignment]
+    database: Annotated[
+        list[str] | None,
+        typer.Option("--database", metavar="DB", help="Only snapshots of this database."),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+) -> None:
+    """Copy snapshots to another repository (e.g. local to S3) without
+    touching the databases and without uploading chunks the destination has.
+    Snapshots copied before are skipped."""
+    results = copy_snapshots(
+        state(ctx).repos(),
+        source=source,
+        destination=destination,
+        selectors=snapshots or None,
+        databases=database,
+    )
+    if json_output:
+        output.emit_json([r.as_dict() for r in results])
+        return
+    for r in results:
+        if r.copied:
+            output.stdout.print(
+                f"{r.database}: {r.source_snapshot[:8]} -> {r.destination} "
+                f"{(r.snapshot or '')[:8]}, {output.human_bytes(r.added_bytes)} uploaded "
+                f"of {output.human_bytes(r.size)}"
+            )
+        else:
+            output.stdout.print(f"{r.database}: {r.source_snapshot[:8]} already in {r.destination}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(copy)
