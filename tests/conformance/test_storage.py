@@ -2,34 +2,149 @@
 
 Every test takes the ``storage`` fixture and runs once per backend in
 ``BACKENDS``. To add a backend (S3, a retry wrapper, ...) add one entry that
-builds a fresh, empty instance; backend-specific tests take ``local`` directly.
+builds a fresh, empty instance; backend-specific tests take ``local`` or
+``s3_storage`` directly.
+
+Backends: ``local``, ``memory``, ``s3`` (the MinIO test server, from the
+``tests.integration.fixtures_s3`` plugin: skipped locally when MinIO is not
+running, a failure under CI) and ``memory+faults+retry``: a
+:class:`RetryingStorage` over a :class:`FlakyStorage` that fails every distinct
+call once, so the whole suite also proves that retries are invisible.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dbfleet.errors import NotFoundError, StorageError, UsageError
 from dbfleet.storage import LocalStorage, MemoryStorage, ObjectInfo, Storage, open_storage
+from dbfleet.storage.retry import PermanentStorageError, RetryingStorage
 
-# name -> factory(tmp_path) returning a fresh, empty backend.
-BACKENDS: dict[str, Callable[[Path], Storage]] = {
-    "local": lambda tmp: LocalStorage(tmp / "store"),
-    "memory": lambda tmp: MemoryStorage(f"conformance-{tmp.name}"),
+MiB = 1024 * 1024
+
+
+class FlakyStorage:
+    """Fault injection: a Storage that fails like a bad network would.
+
+    ``fail_next=N``: the next N calls fail (any operation). ``once_per_call``:
+    every distinct call (operation and arguments) fails the first time. Half
+    of the failures happen *after* the inner operation ran (the answer was
+    lost), and a failing ``list`` first yields half of what it finds.
+    """
+
+    def __init__(
+        self,
+        inner: Storage,
+        *,
+        fail_next: int = 0,
+        once_per_call: bool = False,
+        error: type[StorageError] = StorageError,
+    ) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.fail_next = fail_next
+        self.once_per_call = once_per_call
+        self.error = error
+        self.calls: list[str] = []
+        self.failures = 0
+        self._seen: set[tuple[Any, ...]] = set()
+        self._lock = threading.Lock()
+
+    def _should_fail(self, *call: Any) -> bool:
+        with self._lock:
+            self.calls.append(str(call[0]))
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                self.failures += 1
+                return True
+            if self.once_per_call and call not in self._seen:
+                self._seen.add(call)
+                self.failures += 1
+                return True
+            return False
+
+    def _fail(self, call: tuple[Any, ...]) -> StorageError:
+        return self.error(f"injected failure of {call[0]} {call[1]!r}")
+
+    def _run(self, call: tuple[Any, ...], fn: Callable[[], Any]) -> Any:
+        if not self._should_fail(*call):
+            return fn()
+        if hashlib.sha256(repr(call).encode()).digest()[0] & 1:
+            fn()  # the operation happened, its answer was lost
+        raise self._fail(call)
+
+    def put(self, name: str, data: bytes) -> None:
+        self._run(
+            ("put", name, hashlib.sha256(data).hexdigest()), lambda: self.inner.put(name, data)
+        )
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        data: bytes = self._run(
+            ("get", name, offset, length), lambda: self.inner.get(name, offset, length)
+        )
+        return data
+
+    def stat(self, name: str) -> ObjectInfo:
+        info: ObjectInfo = self._run(("stat", name), lambda: self.inner.stat(name))
+        return info
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        call = ("list", prefix)
+        if not self._should_fail(*call):
+            yield from self.inner.list(prefix)
+            return
+        found = list(self.inner.list(prefix))
+        yield from found[: len(found) // 2]
+        raise self._fail(call)
+
+    def delete(self, name: str) -> None:
+        self._run(("delete", name), lambda: self.inner.delete(name))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _s3(request: pytest.FixtureRequest, tmp: Path) -> Storage:
+    # a small page size, so that every listing test also crosses pages
+    make: Callable[..., Storage] = request.getfixturevalue("s3_storage")
+    return make("conformance", list_page_size=50)
+
+
+def _faulty_memory(request: pytest.FixtureRequest, tmp: Path) -> Storage:
+    flaky = FlakyStorage(MemoryStorage(f"conformance-faults-{tmp.name}"), once_per_call=True)
+    return RetryingStorage(flaky, attempts=3, sleep=lambda _delay: None)
+
+
+# name -> factory(request, tmp_path) returning a fresh, empty backend.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Storage]] = {
+    "local": lambda request, tmp: LocalStorage(tmp / "store"),
+    "memory": lambda request, tmp: MemoryStorage(f"conformance-{tmp.name}"),
+    "memory+faults+retry": _faulty_memory,
+    "s3": _s3,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    backend = BACKENDS[request.param](tmp_path)
+    backend = BACKENDS[request.param](request, tmp_path)
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The ``BACKENDS`` name the current test runs with."""
+    name: str = request.node.callspec.params["storage"]
+    return name
 
 
 @pytest.fixture
@@ -317,3 +432,416 @@ def test_open_storage_urls(tmp_path: Path) -> None:
     assert open_storage("memory://conformance-open") is mem
     with pytest.raises(UsageError):
         open_storage("ftp://example.org/repo")
+
+
+# -- large objects and interrupted uploads ----------------------------------
+
+
+def test_pack_sized_objects(storage: Storage) -> None:
+    # bigger than a 16 MiB pack: S3 uploads it in parts; ranges cross part borders
+    data = os.urandom(20 * MiB + 123)
+    storage.put("data/ab/pack", data)
+    assert storage.stat("data/ab/pack").size == len(data)
+    assert storage.get("data/ab/pack") == data
+    for offset, length in ((8 * MiB - 10, 20), (16 * MiB - 1, 2), (20 * MiB, 1000), (0, 1)):
+        assert storage.get("data/ab/pack", offset, length) == data[offset : offset + length]
+    assert names(storage, "data/") == {"data/ab/pack"}
+
+
+def _interrupt_local(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up halfway through writing a big object."""
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if len(data) > MiB:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def _interrupt_s3(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection drops on every try of the second part."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from dbfleet.storage.s3 import S3Storage
+
+    assert isinstance(storage, S3Storage)
+
+    def drop(request: Any, **_kwargs: Any) -> None:
+        if "partNumber=2" in request.url:
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    storage.client.meta.events.register("before-send.s3.UploadPart", drop)
+
+
+def _leftovers(storage: Storage) -> list[str]:
+    """What a failed put left behind that the backend itself can see."""
+    from dbfleet.storage.s3 import S3Storage
+
+    if isinstance(storage, LocalStorage):
+        return [str(p) for p in storage.root.rglob("*") if p.is_file() and p.name != "obj"]
+    if isinstance(storage, S3Storage):
+        return [name for name, _id, _when in storage.incomplete_uploads()]
+    return []
+
+
+INTERRUPTERS: dict[str, Callable[[Storage, pytest.MonkeyPatch], None]] = {
+    "local": _interrupt_local,
+    "s3": _interrupt_s3,
+}
+
+
+def test_interrupted_put_leaves_old_version_and_no_trace(
+    storage: Storage, backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interrupt = INTERRUPTERS.get(backend_name)
+    if interrupt is None:
+        pytest.skip(f"a put to {backend_name} cannot be interrupted halfway")
+    old = b"the complete old version"
+    storage.put("obj", old)
+    interrupt(storage, monkeypatch)
+    with pytest.raises(StorageError):
+        storage.put("obj", os.urandom(20 * MiB))
+    with pytest.raises(StorageError):
+        storage.put("new", os.urandom(20 * MiB))
+    monkeypatch.undo()
+    assert storage.get("obj") == old
+    assert storage.stat("obj").size == len(old)
+    assert names(storage) == {"obj"}
+    with pytest.raises(NotFoundError):
+        storage.stat("new")
+    assert _leftovers(storage) == []
+
+
+# -- retries on transient errors --------------------------------------------
+
+
+def _retrying(flaky: FlakyStorage, sleeps: list[float], attempts: int = 4) -> RetryingStorage:
+    return RetryingStorage(flaky, attempts=attempts, base_delay=0.5, sleep=sleeps.append)
+
+
+def test_retry_recovers_from_transient_failures(storage: Storage) -> None:
+    flaky = FlakyStorage(storage)
+    sleeps: list[float] = []
+    retrying = _retrying(flaky, sleeps)
+    assert isinstance(retrying, Storage)
+    operations: list[Callable[[], object]] = [
+        lambda: retrying.put("index/i1", b"index"),
+        lambda: retrying.get("index/i1"),
+        lambda: retrying.get("index/i1", 1, 3),
+        lambda: retrying.stat("index/i1"),
+        lambda: list(retrying.list("index/")),
+        lambda: retrying.delete("index/i1"),
+    ]
+    results = []
+    for op in operations:
+        flaky.fail_next = 3
+        sleeps.clear()
+        results.append(op())
+        assert len(sleeps) == 3
+        # exponential backoff with jitter: 0.25-0.5, 0.5-1, 1-2 seconds
+        assert [0.25, 0.5, 1.0] <= sleeps <= [0.5, 1.0, 2.0]
+        assert all(0.25 * 2**i <= s <= 0.5 * 2**i for i, s in enumerate(sleeps))
+    assert results[1:5] == [
+        b"index",
+        b"nde",
+        ObjectInfo("index/i1", 5),
+        [ObjectInfo("index/i1", 5)],
+    ]
+    assert names(storage) == set()
+    assert retrying.retries == 18
+
+
+def test_retry_gives_up_after_its_attempts(storage: Storage) -> None:
+    flaky = FlakyStorage(storage, fail_next=10)
+    sleeps: list[float] = []
+    with pytest.raises(StorageError, match="injected failure"):
+        _retrying(flaky, sleeps, attempts=3).put("x", b"1")
+    assert flaky.calls == ["put"] * 3
+    assert len(sleeps) == 2
+
+
+def test_retry_does_not_retry_answers_or_permanent_errors(storage: Storage) -> None:
+    flaky = FlakyStorage(storage)
+    sleeps: list[float] = []
+    retrying = _retrying(flaky, sleeps)
+    with pytest.raises(NotFoundError):
+        retrying.get("missing")
+    with pytest.raises(NotFoundError):
+        retrying.stat("missing")
+    assert sleeps == []
+    flaky.error = PermanentStorageError
+    flaky.fail_next = 1
+    with pytest.raises(PermanentStorageError):
+        retrying.put("x", b"1")
+    assert sleeps == []
+    assert flaky.calls == ["get", "stat", "put"]
+
+
+def test_retry_restarts_a_list_without_duplicates(storage: Storage) -> None:
+    expected = {f"snapshots/s{i:03d}" for i in range(120)}
+    for name in expected:
+        storage.put(name, b"s")
+    flaky = FlakyStorage(storage, fail_next=2)  # both times after yielding half
+    sleeps: list[float] = []
+    listed = [o.name for o in _retrying(flaky, sleeps).list("snapshots/")]
+    assert len(listed) == len(set(listed)) == 120
+    assert set(listed) == expected
+    assert len(sleeps) == 2
+
+
+def test_retry_wrapper_over_a_flaky_repository(storage: Storage) -> None:
+    """A whole repository round trip through injected faults."""
+    from dbfleet.repo import Repository
+
+    flaky = FlakyStorage(storage, once_per_call=True)
+    retrying = RetryingStorage(flaky, attempts=3, sleep=lambda _delay: None)
+    repo = Repository.init(retrying, "pw", {"n": 2**10, "r": 8, "p": 1})
+    reopened = Repository.open(retrying, "pw")
+    assert reopened.config == repo.config
+    assert flaky.failures > 0 and retrying.retries == flaky.failures
+
+
+# -- S3 specifics (MinIO) ---------------------------------------------------
+
+S3Factory = Callable[..., Any]
+
+
+def _count_sends(storage: Any, operation: str) -> list[str]:
+    sent: list[str] = []
+    storage.client.meta.events.register(
+        f"before-send.s3.{operation}", lambda request, **_: sent.append(request.url)
+    )
+    return sent
+
+
+def test_s3_multipart_above_threshold(s3_storage: S3Factory) -> None:
+    storage = s3_storage()
+    parts = _count_sends(storage, "UploadPart")
+    single = _count_sends(storage, "PutObject")
+    storage.put("exact", os.urandom(8 * MiB))  # at the threshold: one request
+    assert (len(single), len(parts)) == (1, 0)
+    storage.put("pack", os.urandom(16 * MiB + 5))  # a pack: 8 + 8 MiB + 5 bytes
+    assert (len(single), len(parts)) == (1, 3)
+    assert storage.stat("pack").size == 16 * MiB + 5
+    assert storage.incomplete_uploads() == []
+
+
+def test_s3_botocore_retries_transient_errors(s3_storage: S3Factory) -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    storage = s3_storage()
+    attempts = {"PutObject": 0, "GetObject": 0, "UploadPart": 0}
+
+    def flaky(request: Any, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        attempts[operation] += 1
+        if attempts[operation] <= 2:  # the first two tries of each operation fail
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    for operation in attempts:
+        storage.client.meta.events.register(f"before-send.s3.{operation}", flaky)
+    storage.put("small", b"small object")
+    assert storage.get("small") == b"small object"
+    big = os.urandom(9 * MiB)
+    storage.put("big", big)
+    assert storage.get("big", 8 * MiB) == big[8 * MiB :]
+    assert attempts == {"PutObject": 3, "GetObject": 4, "UploadPart": 4}
+
+
+def test_s3_interrupt_aborts_the_multipart_upload(s3_storage: S3Factory) -> None:
+    storage = s3_storage()
+    parts = 0
+
+    def interrupt(**_: Any) -> None:
+        nonlocal parts
+        parts += 1
+        if parts == 2:
+            raise KeyboardInterrupt
+
+    storage.client.meta.events.register("before-send.s3.UploadPart", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        storage.put("data/ab/pack", os.urandom(20 * MiB))
+    assert names(storage) == set()
+    assert storage.incomplete_uploads() == []
+
+
+def test_s3_failed_abort_leaves_only_an_invisible_upload(s3_storage: S3Factory) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    storage = s3_storage()
+
+    def network_gone(request: Any, **_: Any) -> None:
+        if "partNumber=2" in request.url or request.method == "DELETE":
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    storage.client.meta.events.register("before-send.s3.UploadPart", network_gone)
+    storage.client.meta.events.register("before-send.s3.AbortMultipartUpload", network_gone)
+    with pytest.raises(StorageError):
+        storage.put("data/ab/pack", os.urandom(20 * MiB))
+    storage.client.meta.events.unregister("before-send.s3.UploadPart", network_gone)
+    storage.client.meta.events.unregister("before-send.s3.AbortMultipartUpload", network_gone)
+    assert names(storage) == set()
+    with pytest.raises(NotFoundError):
+        storage.get("data/ab/pack")
+    assert [name for name, *_ in storage.incomplete_uploads()] == ["data/ab/pack"]
+    assert storage.abort_incomplete_uploads(older_than=3600) == 0  # may still be running
+    assert storage.abort_incomplete_uploads(older_than=0) == 1
+    assert storage.incomplete_uploads() == []
+
+
+def test_s3_prefixes_are_isolated(s3_server: Any) -> None:
+    from tests.integration.fixtures_s3 import new_prefix
+
+    base = new_prefix("iso")
+    one, other = s3_server.storage(base), s3_server.storage(base + "2")
+    try:
+        one.put("config", b"1")
+        other.put("config", b"2")
+        assert names(one) == {"config"} and names(other) == {"config"}
+        assert one.get("config") == b"1"
+        one.client.head_object(Bucket=one.bucket, Key=f"{base}/config")
+        assert one.url == f"s3://{one.bucket}/{base}"
+    finally:
+        for storage in (one, other):
+            for name in names(storage):
+                storage.delete(name)
+            storage.close()
+
+
+def test_s3_open_storage_and_credentials_file(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbfleet.config import RepositoryConfig
+    from dbfleet.storage.s3 import S3Storage
+    from tests.integration.fixtures_s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV, new_prefix
+
+    prefix = new_prefix("creds")
+    url = s3_server.url(prefix)
+    by_env = open_storage(url, RepositoryConfig(url=url, s3=s3_server.options()))
+    assert isinstance(by_env, S3Storage)
+    by_env.put("config", b"via environment")
+
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        "[default]\naws_access_key_id = nobody\naws_secret_access_key = nothing1\n\n"
+        f"[dbfleet]\naws_access_key_id = {os.environ[ACCESS_KEY_ENV]}\n"
+        f"aws_secret_access_key = {os.environ[SECRET_KEY_ENV]}\n"
+    )
+    options = s3_server.options(
+        access_key_env="DBFLEET_UNSET_KEY",
+        secret_key_env="DBFLEET_UNSET_SECRET",
+        credentials_file=credentials,
+        profile="dbfleet",
+    )
+    monkeypatch.delenv("DBFLEET_UNSET_KEY", raising=False)
+    monkeypatch.delenv("DBFLEET_UNSET_SECRET", raising=False)
+    by_file = S3Storage.from_url(url, options)
+    try:
+        assert by_file.get("config") == b"via environment"
+    finally:
+        by_file.delete("config")
+        by_file.close()
+        by_env.close()
+
+
+def test_s3_refused_credentials_are_permanent_and_not_echoed(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbfleet.storage.s3 import S3Storage
+    from tests.integration.fixtures_s3 import ACCESS_KEY_ENV
+
+    monkeypatch.setenv("DBFLEET_BAD_SECRET", "wrong-secret-value-1234")
+    options = s3_server.options(secret_key_env="DBFLEET_BAD_SECRET")
+    storage = S3Storage.from_url(s3_server.url("tests/refused"), options)
+    flaky = FlakyStorage(storage)
+    retrying = RetryingStorage(flaky, sleep=lambda _delay: None)
+    try:
+        for attempt in (
+            lambda: retrying.put("x", b"1"),
+            lambda: retrying.get("x"),
+            lambda: list(retrying.list()),
+        ):
+            with pytest.raises(PermanentStorageError) as caught:
+                attempt()
+            message = str(caught.value)
+            assert "refused" in message and "DBFLEET_TEST_S3_ACCESS_KEY" in message
+            assert "wrong-secret-value-1234" not in message
+            assert os.environ[ACCESS_KEY_ENV] not in message.replace(ACCESS_KEY_ENV, "")
+            assert "\n" not in message
+        assert retrying.retries == 0
+    finally:
+        storage.close()
+
+
+def test_s3_missing_bucket_and_create_bucket(s3_server: Any) -> None:
+    import secrets
+
+    bucket = f"dbfleet-missing-{secrets.token_hex(4)}"
+    storage = s3_server.storage("repo")
+    storage.bucket = bucket  # the same server, a bucket nobody created
+    try:
+        assert not storage.bucket_exists()
+        with pytest.raises(PermanentStorageError, match="does not exist") as caught:
+            storage.put("config", b"x")
+        assert "repo init" in str(caught.value)
+        with pytest.raises(PermanentStorageError, match="does not exist"):
+            list(storage.list())
+        assert storage.create_bucket() is True
+        assert storage.create_bucket() is False
+        assert storage.bucket_exists()
+        storage.put("config", b"x")
+        assert names(storage) == {"config"}
+        storage.delete("config")
+    finally:
+        if storage.bucket_exists():
+            storage.client.delete_bucket(Bucket=bucket)
+        storage.close()
+
+
+def test_s3_missing_credentials_say_where_dbfleet_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbfleet.config import S3Options
+    from dbfleet.storage.s3 import S3Storage
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "nothing-here"))
+    with pytest.raises(UsageError) as caught:
+        S3Storage.from_url("s3://bucket/repo", S3Options(endpoint="http://127.0.0.1:1"))
+    message = str(caught.value)
+    assert "no S3 credentials" in message
+    assert "AWS_ACCESS_KEY_ID" in message and "AWS_SECRET_ACCESS_KEY" in message
+    assert str(tmp_path / "nothing-here") in message and "[default]" in message
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "only-the-key")
+    with pytest.raises(UsageError, match="AWS_SECRET_ACCESS_KEY is not set"):
+        S3Storage.from_url("s3://bucket/repo", S3Options())
+
+    (tmp_path / "creds").write_text("[other]\naws_access_key_id = a\n")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    with pytest.raises(UsageError, match=r"has no profile \[ci\]"):
+        S3Storage.from_url(
+            "s3://bucket/repo", S3Options(credentials_file=tmp_path / "creds", profile="ci")
+        )
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("s3:///repo", "has no bucket"),
+        ("s3://key:secret@bucket/repo", "must not contain credentials"),
+        ("s3://bucket/repo?region=x", "query"),
+    ],
+)
+def test_s3_bad_urls(url: str, problem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbfleet.storage.s3 import S3Storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    with pytest.raises(UsageError, match=problem) as caught:
+        S3Storage.from_url(url)
+    assert "secret" not in str(caught.value).replace("must not contain credentials", "")

@@ -117,12 +117,13 @@ def key_list(ctx: typer.Context, repository: RepoArg = None, json_output: JsonOp
         output.emit_json(rows)
         return
     output.table(
-        ["Repository", "Key", "Current", "Created", "User", "Host"],
+        ["Repository", "Key", "Current", "Role", "Created", "User", "Host"],
         [
             (
                 r["repository"],
                 str(r["id"])[:8],
                 "*" if r["current"] else "",
+                r["role"],
                 r["created"],
                 r["username"],
                 r["hostname"],
@@ -134,13 +135,24 @@ def key_list(ctx: typer.Context, repository: RepoArg = None, json_output: JsonOp
 
 @key_app.command("add")
 def key_add(
-    ctx: typer.Context, repository: RepoArg = None, new_passphrase_env: NewPassEnv = None
+    ctx: typer.Context,
+    repository: RepoArg = None,
+    new_passphrase_env: NewPassEnv = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            metavar="ROLE",
+            help="admin (default) or append: an append-only key backs up and restores "
+            "but cannot forget, prune or manage keys (see docs/append-only.md).",
+        ),
+    ] = "admin",
 ) -> None:
     """Add a passphrase that also opens the repository."""
     st = state(ctx)
     for name in ops.repository_names(st.inventory(), repository):
-        key_id = st.repos().get(name).add_key(_new_passphrase(new_passphrase_env))
-        output.stdout.print(f"{name}: added key {key_id[:8]}")
+        key_id = st.repos().get(name).add_key(_new_passphrase(new_passphrase_env), role=role)
+        output.stdout.print(f"{name}: added {role} key {key_id[:8]}")
 
 
 @key_app.command("remove")

@@ -43,6 +43,9 @@ DEFAULT_KDF = {"n": 2**15, "r": 8, "p": 1}
 class MasterKey:
     encryption: bytes
     chunk_id: bytes
+    role: str = "admin"
+    """``admin`` or ``append`` (append-only: may add, never delete). Stored
+    inside the wrapped, authenticated payload of each key file."""
 
     @classmethod
     def generate(cls) -> MasterKey:
@@ -66,13 +69,17 @@ class MasterKey:
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"encryption": _b64(self.encryption), "chunk_id": _b64(self.chunk_id)}
+            {
+                "encryption": _b64(self.encryption),
+                "chunk_id": _b64(self.chunk_id),
+                "role": self.role,
+            }
         ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> MasterKey:
         obj = json.loads(raw)
-        return cls(_unb64(obj["encryption"]), _unb64(obj["chunk_id"]))
+        return cls(_unb64(obj["encryption"]), _unb64(obj["chunk_id"]), obj.get("role", "admin"))
 
 
 def _b64(data: bytes) -> str:
@@ -104,6 +111,7 @@ def wrap_master_key(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),
         "username": getpass.getuser(),
+        "role": master.role,  # informational; the authoritative role is inside "data"
         "data": _b64(wrapped),
     }
 

@@ -120,6 +120,8 @@ def prune(
 ) -> PruneStats:
     """Remove unreferenced data. The caller holds the exclusive lock."""
     say = on_progress or (lambda _m: None)
+    if not dry_run:
+        repo.require_admin("prune")
     stats = PruneStats(dry_run=dry_run)
     stored = {o.name.rsplit("/", 1)[-1]: o.size for o in repo.storage.list("data/")}
     stats.packs_total = len(stored)

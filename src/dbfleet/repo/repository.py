@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import blake3
@@ -143,19 +144,39 @@ class Repository:
                     "created": doc.get("created"),
                     "hostname": doc.get("hostname"),
                     "username": doc.get("username"),
+                    "role": doc.get("role", "admin"),
                 }
             )
         return sorted(keys, key=lambda k: str(k["created"]))
 
-    def add_key(self, passphrase: str, kdf: dict[str, int] | None = None) -> str:
+    @property
+    def role(self) -> str:
+        return self.key.role
+
+    def require_admin(self, operation: str) -> None:
+        """Append-only keys may add data, never remove it (see docs/append-only.md)."""
+        if self.key.role != "admin":
+            raise RepositoryError(
+                f"{operation} needs an administrator key; this repository was opened "
+                "with an append-only key",
+                hint="use the administrator's passphrase",
+            )
+
+    def add_key(
+        self, passphrase: str, kdf: dict[str, int] | None = None, role: str = "admin"
+    ) -> str:
+        if role not in ("admin", "append"):
+            raise RepositoryError(f"unknown key role {role!r} (admin or append)")
+        self.require_admin("adding a key")
         if not passphrase:
             raise WrongPassphraseError("refusing an empty passphrase")
-        document = wrap_master_key(self.key, passphrase, kdf)
+        document = wrap_master_key(replace(self.key, role=role), passphrase, kdf)
         name = _key_name(document)
         self.storage.put(name, json.dumps(document).encode())
         return name.removeprefix("keys/")
 
     def remove_key(self, key_id: str) -> None:
+        self.require_admin("removing a key")
         matches = [k["id"] for k in self.list_keys() if str(k["id"]).startswith(key_id)]
         if len(matches) != 1:
             raise SnapshotNotFoundError(
@@ -169,8 +190,13 @@ class Repository:
         self.storage.delete(f"keys/{matches[0]}")
 
     def change_passphrase(self, new_passphrase: str, kdf: dict[str, int] | None = None) -> str:
-        """Add a key for the new passphrase, then remove the current one."""
-        new_id = self.add_key(new_passphrase, kdf)
+        """Add a key (same role) for the new passphrase, then remove the current one."""
+        if not new_passphrase:
+            raise WrongPassphraseError("refusing an empty passphrase")
+        document = wrap_master_key(self.key, new_passphrase, kdf)
+        name = _key_name(document)
+        self.storage.put(name, json.dumps(document).encode())
+        new_id = name.removeprefix("keys/")
         old = self.key_name
         self.key_name = f"keys/{new_id}"
         self.storage.delete(old)
@@ -312,6 +338,7 @@ class Repository:
         ]
 
     def delete_snapshot(self, snapshot_id: str) -> None:
+        self.require_admin("removing snapshots")
         self.storage.delete(f"snapshots/{snapshot_id}")
         self.storage.delete(f"pins/{snapshot_id}")
 
@@ -325,6 +352,7 @@ class Repository:
         self.storage.put(f"pins/{snapshot_id}", b"")
 
     def unpin(self, snapshot_id: str) -> None:
+        self.require_admin("unpinning")
         self.storage.delete(f"pins/{snapshot_id}")
 
 
