@@ -67,7 +67,7 @@ def backup_progress(
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
-        DownloadColumn(binary_units=True),
+        TextColumn("read {task.fields[read]}"),
         TransferSpeedColumn(),
         TextColumn("stored {task.fields[added]}  dedup {task.fields[dedup]}"),
         TimeElapsedColumn(),
@@ -76,12 +76,16 @@ def backup_progress(
     ) as bar:
 
         def factory(name: str) -> Callable[[BackupProgress], None]:
-            task = bar.add_task(name, total=None, added="0 B", dedup="-")
+            task = bar.add_task(name, total=None, read="0 B", added="0 B", dedup="-")
 
             def update(p: BackupProgress) -> None:
                 ratio = f"{p.dedup_ratio:.1f}x" if p.added_bytes else "-"
                 bar.update(
-                    task, completed=p.bytes_read, added=human_bytes(p.added_bytes), dedup=ratio
+                    task,
+                    completed=p.bytes_read,
+                    read=human_bytes(p.bytes_read),
+                    added=human_bytes(p.added_bytes),
+                    dedup=ratio,
                 )
 
             return update

@@ -21,7 +21,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import socket
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -206,8 +205,7 @@ class Client:
         except OSError as exc:
             conn.close()
             raise EngineError(
-                f"cannot connect to ClickHouse at {loc.host}:{loc.port}: "
-                f"{exc.strerror or exc}",
+                f"cannot connect to ClickHouse at {loc.host}:{loc.port}: {exc.strerror or exc}",
                 hint="check that the server is running and the url's host and port "
                 "(the HTTP interface, default 8123)",
             ) from None
@@ -330,7 +328,7 @@ class Client:
                         conn.send(chunk)
                         conn.send(b"\r\n")
                 conn.send(b"0\r\n\r\n")
-            except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            except (TimeoutError, BrokenPipeError, ConnectionResetError):
                 sent_all = False  # the server gave up early: its answer says why
             try:
                 response = conn.getresponse()

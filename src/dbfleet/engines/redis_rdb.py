@@ -47,6 +47,10 @@ class RdbFormatError(Exception):
     """The bytes are not a (supported) RDB serialization."""
 
 
+class RdbTruncatedError(RdbFormatError):
+    """The RDB stream ended before its end marker."""
+
+
 # -- readers -------------------------------------------------------------------
 
 
@@ -85,7 +89,7 @@ class QueueReader:
                 chunk = None if self._ended else self._chunks.get()
                 if chunk is None:
                     self._ended = True
-                    raise RdbFormatError("the RDB stream ended early (no end marker)")
+                    raise RdbTruncatedError("the RDB stream ended early (no end marker)")
                 parts.append(chunk)
                 have += len(chunk)
             self._buf, self._pos = b"".join(parts), 0
@@ -105,11 +109,6 @@ class QueueReader:
             else:
                 extra += len(chunk)
         return extra
-
-
-class Reader:  # structural type of the two readers above (kept simple for mypy)
-    def read(self, n: int) -> bytes:  # pragma: no cover - protocol only
-        raise NotImplementedError
 
 
 # -- primitives ----------------------------------------------------------------
@@ -174,9 +173,9 @@ def lzf_decompress(data: bytes, length: int) -> bytes:
             raise RdbFormatError("corrupt LZF data")
         if ref + size <= len(out):
             out += out[ref : ref + size]
-        else:  # overlapping back reference: repeats a pattern
-            for k in range(size):
-                out.append(out[ref + k])
+        else:  # overlapping back reference: repeats the last bytes
+            pattern = out[ref:]
+            out += (pattern * (size // len(pattern) + 1))[:size]
     if len(out) != length:
         raise RdbFormatError("LZF data decompressed to the wrong length")
     return bytes(out)
@@ -219,8 +218,8 @@ def listpack_items(blob: bytes) -> list[Item]:
             size = 1 + width
         else:
             raise RdbFormatError(f"bad listpack entry 0x{b:02x}")
-        i += size + (1 if size < 128 else 2 if size < 16384 else 3 if size < 2097152 else
-                     4 if size < 268435456 else 5)  # fmt: skip
+        i += size + (1 if size <= 127 else 2 if size < 16383 else 3 if size < 2097151 else
+                     4 if size < 268435455 else 5)  # fmt: skip
     raise RdbFormatError("listpack without end marker")
 
 
@@ -371,8 +370,8 @@ def read_value(r: BytesReader | QueueReader, rdb_type: int) -> tuple[str, bytes]
         zset = _Unordered()
         if rdb_type in (3, 5):
             for _ in range(read_length(r)):
-                member = read_string(r)
-                zset.add(member, _score(_read_score(r, binary=rdb_type == 5)))
+                plain = read_string(r)
+                zset.add(plain, _score(_read_score(r, binary=rdb_type == 5)))
         else:
             decode = ziplist_items if rdb_type == 12 else listpack_items
             for member, score in _pairs(decode(read_string(r))):
@@ -460,7 +459,7 @@ def _read_module(r: BytesReader | QueueReader) -> tuple[str, bytes]:
     return f"module:{module_name(module_id)}", h.digest()
 
 
-def _read_module_opcodes(r: BytesReader | QueueReader, h: hashlib._Hash | None = None) -> None:
+def _read_module_opcodes(r: BytesReader | QueueReader, h: hashlib.blake2b | None = None) -> None:
     while True:
         opcode = read_length(r)
         if opcode == 0:
@@ -550,12 +549,12 @@ def read_rdb(r: QueueReader, info: RdbInfo) -> Iterator[RdbKey]:
         elif op == 0xF7:  # module aux data
             read_length(r)
             _read_module_opcodes(r)
-        elif op == 0xF6:  # function library (Redis 7)
+        elif op == 0xF5:  # function library (Redis 7)
             read_string(r)
         elif op == 0xF4:  # slot info (Redis 7.4+)
             read_length(r), read_length(r), read_length(r)
         else:
             key = read_string(r)
-            name, digest = read_value(r, op)
-            yield RdbKey(db, key, name, digest, expire_ms)
+            type_name, digest = read_value(r, op)
+            yield RdbKey(db, key, type_name, digest, expire_ms)
             expire_ms = None

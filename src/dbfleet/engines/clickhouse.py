@@ -1,0 +1,616 @@
+"""ClickHouse: one database per inventory entry, over the HTTP interface.
+
+Location: ``url: http://user@host:8123/db`` (``https://`` for TLS); the
+password comes from ``password_env``/``password_file`` and travels in the
+``X-ClickHouse-Key`` header, never in a URL or a command line. Works with
+18.16 (Debian's clickhouse-server) and current releases: only SHOW CREATE,
+``system.tables/columns/parts/mutations`` and ``FORMAT Native`` are used.
+
+Backup (see :mod:`dbfleet.engines.clickhouse_http` for the protocol)
+    * ``schema``: JSON with ``SHOW CREATE`` of every table, view and
+      dictionary of the database, and what dbfleet does with each.
+    * ``data/<table>``: ``SELECT * FROM db.table FORMAT Native``, streamed
+      from the response body into the repository (Native is ClickHouse's own
+      columnar format: exact types, no text conversion). One stream per table
+      that holds rows: the MergeTree family, Log, TinyLog, StripeLog, Memory,
+      EmbeddedRocksDB, and materialized views without ``TO`` (their inner
+      table, read and written through the view's name). Everything else is
+      schema only: views, MVs with ``TO`` (the rows are in the target table),
+      Distributed, Merge and Buffer (their rows live in other tables; rows
+      still in a Buffer's memory are not included), Null, Set, Join, external
+      and queue engines, dictionaries. MATERIALIZED and ALIAS columns are not
+      copied (``SELECT *`` leaves them out); the server computes them again.
+    * Consistency: ClickHouse has no transactions across tables, so each table
+      is read as of the start of its own query (a MergeTree query works on the
+      set of immutable parts that were active when it started; inserts after
+      that are not in it). Tables are read one after another: rows inserted
+      into table B while table A was being read are in the backup, rows
+      inserted into A then are not. Log-family tables block inserts while
+      they are read.
+    * Fingerprint per table: ``count()`` and the sum (mod 2^64) of a
+      ``cityHash64`` of each row (``FINAL`` for Replacing/Collapsing/Summing/
+      Aggregating/Graphite MergeTree, whose merges change rows). It runs as a
+      second query started right after the data query has begun, so both see
+      the same parts unless an insert lands in between (milliseconds). For
+      MergeTree tables dbfleet compares the table's block numbers and
+      mutations before the data query and after the fingerprint: if rows were
+      added or changed meanwhile, the backup still succeeds but the table is
+      listed in the snapshot's ``changed_during_backup`` option and a warning
+      is logged, because then the fingerprint may differ from the stored rows
+      by those inserts (``verify`` would report it). Values that ``cityHash64``
+      takes on every release are hashed in binary; others (Decimal, UUID,
+      Nullable inside arrays, ...) through their text, which depends on the
+      server: compare fingerprints on the same server version and time zone.
+    * BACKUP statement: releases from 22.x have ``BACKUP DATABASE ... TO
+      Disk/S3``. dbfleet does not use it: it writes to a disk or bucket the
+      *server* can reach (not a stream dbfleet could chunk, encrypt and
+      deduplicate), needs a backups disk configured on the server, and 18.16
+      lacks it. The Native streams work on every release and dedupe well.
+
+Restore (into this engine's database, created if missing; dropped again if
+a restore that created it fails)
+    * The database name in every CREATE is rewritten to the target, as are
+      qualified references to the source database inside view queries, MV
+      ``TO`` clauses and engine arguments (not names inside string
+      literals). Replicated tables whose coordination path names no
+      ``{database}``/``{table}``/``{uuid}`` macro are refused under a new
+      database name: they would join the source's replicas.
+    * Tables with rows are created under a staging name, filled by POSTing
+      their Native stream to ``INSERT INTO ... FORMAT Native`` (chunked
+      request body straight from the repository), and renamed into place
+      only when every stream is in: a failed restore leaves the target as it
+      was (Replicated tables are inserted in place). Then schema-only tables,
+      then views and materialized views (in dependency order), then the rows
+      of MVs without ``TO``, so that restored rows never pass through a view
+      twice. Queue engines (Kafka, RabbitMQ, ...) are not created: a restored
+      copy would consume the production queue (a warning names them).
+    * Without ``clean`` the restore fails if any object of the backup (or of
+      the selected subset) exists in the target, and changes nothing. With
+      ``clean`` those objects are dropped (views first) and recreated; other
+      objects are left alone.
+    * ``tables=("name", ...)`` restores just those objects (names within the
+      database, no ``db.`` prefix).
+    * Server users, roles, quotas and settings profiles are not in a database
+      and not backed up (``globals`` is not supported).
+
+Options: ``connect_timeout`` (seconds, default 10), ``timeout`` (seconds a
+read or write may stall, default 600), ``ca_file`` (for https).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, BinaryIO, ClassVar, TypeVar, cast
+
+from dbfleet.config import DatabaseConfig
+from dbfleet.engines.base import (
+    BackupMeta,
+    Capabilities,
+    Health,
+    RestoreOptions,
+    StreamSink,
+    StreamSource,
+)
+from dbfleet.engines.clickhouse_http import Client, Location, ServerError, with_database
+from dbfleet.engines.clickhouse_schema import (
+    STREAM_ENGINES,
+    SYSTEM_DATABASES,
+    SchemaObject,
+    classify,
+    fingerprint_sql,
+    quote,
+    quote_literal,
+    replicated_path_is_shared,
+    rewrite_create,
+    version_key,
+)
+from dbfleet.errors import EngineError, UsageError
+from dbfleet.secrets import secret_from
+
+log = logging.getLogger(__name__)
+
+OPTIONS = {"connect_timeout", "timeout", "ca_file"}
+SCHEMA_FORMAT = "dbfleet-clickhouse-schema/1"
+NATIVE = "application/x-clickhouse-native"
+STAGING_PREFIX = "_dbfleet_restore_"
+MAX_NAME = 200
+UNKNOWN_TABLE_CODES = {60, 81}  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+# Settings a restore turns on when the server knows them: the objects were
+# valid on the source, and restored rows must stay exactly as they were.
+CREATE_SETTINGS = {
+    "allow_experimental_low_cardinality_type": 1,
+    "allow_suspicious_low_cardinality_types": 1,
+    "allow_suspicious_codecs": 1,
+    "allow_experimental_object_type": 1,
+}
+INSERT_SETTINGS = {"insert_deduplicate": 0, "optimize_on_insert": 0}
+# For deduplication: one reading thread, so rows come part after part in a
+# stable order (unchanged parts give unchanged bytes), and large blocks, so
+# that a change in one column (ALTER UPDATE) changes one region per part
+# instead of a little of every ~1 MB block. A readonly=1 user may not set
+# them: its backups work but deduplicate worse.
+DUMP_SETTINGS = {
+    "max_threads": 1,
+    "max_block_size": 1 << 20,
+    "preferred_block_size_bytes": 64 << 20,
+}
+T = TypeVar("T")
+
+
+class ClickHouseEngine:
+    name: ClassVar[str] = "clickhouse"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        subset_restore=True, globals=False, consistency_point=False, scratch_targets=True
+    )
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        if not config.url:
+            raise UsageError("engine clickhouse needs 'url' (http://user@host:8123/db)")
+        unknown = set(config.options) - OPTIONS
+        if unknown:
+            raise UsageError(
+                f"unknown clickhouse option(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(OPTIONS))})"
+            )
+        self.config = config
+        self.location = Location.parse(config.url)
+
+    # -- locations -------------------------------------------------------
+
+    def target(self, name: str) -> DatabaseConfig:
+        assert self.config.url is not None
+        return self.config.with_changes(url=with_database(self.config.url, name), scratch=None)
+
+    def scratch(self, label: str) -> DatabaseConfig:
+        return self.target(f"{self.location.database}_dbfleet_{label}"[:MAX_NAME])
+
+    def drop(self) -> None:
+        db = self.location.database
+        if db in SYSTEM_DATABASES or db == "default":
+            raise UsageError(f"refusing to drop the system database {db!r}")
+        self._client().execute(f"DROP DATABASE IF EXISTS {quote(db)}")
+
+    # -- connection ------------------------------------------------------
+
+    def _client(self) -> Client:
+        options = self.config.options
+        where = [f"${self.config.password_env}"] if self.config.password_env else []
+        where += [str(self.config.password_file)] if self.config.password_file else []
+        return Client(
+            self.location,
+            secret_from(self.config.password_env, self.config.password_file),
+            connect_timeout=float(options.get("connect_timeout", 10)),
+            timeout=float(options.get("timeout", 600)),
+            ca_file=options.get("ca_file"),
+            password_hint=" / ".join(where),
+        )
+
+    def _database_exists(self, client: Client, db: str) -> bool:
+        return bool(client.rows(f"SELECT 1 FROM system.databases WHERE name = {quote_literal(db)}"))
+
+    def _require_database(self, client: Client) -> None:
+        db = self.location.database
+        if not self._database_exists(client, db):
+            raise EngineError(
+                f"ClickHouse database {self.location.describe()} does not exist",
+                hint="check the database name in url",
+            )
+
+    def _objects(self, client: Client, db: str) -> list[SchemaObject]:
+        rows = client.rows(
+            f"SELECT name, engine FROM system.tables WHERE database = {quote_literal(db)}"
+            " AND NOT is_temporary ORDER BY name"
+        )
+        objects = []
+        for row in rows:
+            name, engine = str(row["name"]), str(row["engine"])
+            if name.startswith((".inner.", ".inner_id.", STAGING_PREFIX)):
+                continue
+            objects.append(classify(name, engine, self._show_create(client, db, name, engine)))
+        return objects
+
+    def _show_create(self, client: Client, db: str, name: str, engine: str) -> str:
+        what = "DICTIONARY" if engine == "Dictionary" else "TABLE"
+        try:
+            rows = client.rows(f"SHOW CREATE {what} {quote(db)}.{quote(name)}")
+        except ServerError:
+            if what == "DICTIONARY":  # a Dictionary-engine *table* (18.x style)
+                rows = client.rows(f"SHOW CREATE TABLE {quote(db)}.{quote(name)}")
+            else:
+                raise
+        return str(rows[0]["statement"])
+
+    def _columns(self, client: Client, db: str) -> dict[str, list[tuple[str, str]]]:
+        """Per table the columns ``SELECT *`` returns, in order."""
+        rows = client.rows(
+            "SELECT table, name, type, default_kind FROM system.columns"
+            f" WHERE database = {quote_literal(db)}"
+        )
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for row in rows:
+            if row["default_kind"] not in ("MATERIALIZED", "ALIAS", "EPHEMERAL"):
+                columns.setdefault(str(row["table"]), []).append((row["name"], row["type"]))
+        return columns
+
+    def _version(self, client: Client, db: str, obj: SchemaObject) -> Any:
+        """See :func:`version_key`; ``None`` for engines without parts."""
+        if not obj.engine.endswith("MergeTree"):
+            return None
+        where = f"database = {quote_literal(db)} AND table = {quote_literal(obj.name)}"
+        parts = client.rows(
+            "SELECT partition_id, min_block_number AS min_block, max_block_number AS max_block"
+            f" FROM system.parts WHERE {where} AND active"
+        )
+        mutations = client.rows(f"SELECT mutation_id FROM system.mutations WHERE {where}")
+        return version_key(parts, mutations)
+
+    def _fingerprint_table(
+        self,
+        client: Client,
+        db: str,
+        obj: SchemaObject,
+        columns: list[tuple[str, str]],
+        settings: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        row = client.rows(fingerprint_sql(db, obj, columns), settings)[0]
+        return {"rows": int(row["rows"]), "digest": f"{int(row['digest']):016x}"}
+
+    # -- health ----------------------------------------------------------
+
+    def health(self) -> Health:
+        db = quote_literal(self.location.database)
+        try:
+            client = self._client()
+            row = client.rows(
+                "SELECT version() AS version, uptime() AS uptime,"
+                f" (SELECT count() FROM system.databases WHERE name = {db}) AS exists,"
+                f" (SELECT count() FROM system.tables WHERE database = {db}) AS tables,"
+                " (SELECT sum(bytes_on_disk) FROM system.parts"
+                f"  WHERE database = {db} AND active) AS size,"
+                f" (SELECT count() FROM system.parts WHERE database = {db} AND active) AS parts,"
+                " (SELECT max(c) FROM (SELECT count() AS c FROM system.parts"
+                f"  WHERE database = {db} AND active GROUP BY table, partition_id))"
+                "  AS max_parts_per_partition,"
+                " (SELECT count() FROM system.merges) AS merges,"
+                " (SELECT count() FROM system.mutations WHERE NOT is_done) AS mutations,"
+                " (SELECT count() FROM system.processes) AS queries,"
+                " (SELECT count() FROM system.replicas WHERE is_readonly) AS readonly_replicas"
+            )[0]
+        except (EngineError, UsageError) as exc:
+            return Health(ok=False, error=str(exc))
+        details = {
+            "uptime_seconds": int(row["uptime"]),
+            "tables": int(row["tables"]),
+            "active_parts": int(row["parts"]),
+            "max_parts_per_partition": int(row["max_parts_per_partition"] or 0),
+            "merges_running": int(row["merges"]),
+            "mutations_pending": int(row["mutations"]),
+            "queries_running": int(row["queries"]),
+            "readonly_replicas": int(row["readonly_replicas"]),
+        }
+        error = None
+        if not int(row["exists"]):
+            error = f"database {self.location.database} does not exist"
+        elif details["readonly_replicas"]:
+            error = f"{details['readonly_replicas']} replicated table(s) are read-only"
+        return Health(
+            ok=error is None,
+            version=str(row["version"]),
+            size_bytes=int(row["size"] or 0),
+            details=details,
+            error=error,
+        )
+
+    # -- backup ----------------------------------------------------------
+
+    def backup(self, sink: StreamSink) -> BackupMeta:
+        client = self._client()
+        db = self.location.database
+        version = str(client.rows("SELECT version() AS v")[0]["v"])
+        self._require_database(client)
+        readonly = client.rows("SELECT value FROM system.settings WHERE name = 'readonly'")
+        settings = {} if readonly and readonly[0]["value"] == "1" else DUMP_SETTINGS
+        objects = self._objects(client, db)
+        columns = self._columns(client, db)
+        schema = {
+            "format": SCHEMA_FORMAT,
+            "database": db,
+            "server_version": version,
+            "objects": [o.as_dict() for o in objects],
+        }
+        sink.write_stream("schema", io.BytesIO(json.dumps(schema, indent=1).encode()),
+                          "application/json")  # fmt: skip
+        tables: dict[str, Any] = {}
+        changed: list[str] = []
+        for obj in objects:
+            if not obj.data:
+                continue
+            before = self._version(client, db, obj)
+            tables[obj.name] = self._backup_table(
+                client, db, obj, columns.get(obj.name, []), sink, settings
+            )
+            if before is not None and self._version(client, db, obj) != before:
+                log.warning(
+                    "ClickHouse table %s.%s changed while it was backed up: its fingerprint "
+                    "may differ from the stored rows by the rows written meanwhile",
+                    db,
+                    obj.name,
+                )
+                changed.append(obj.name)
+        fingerprint = {
+            "tables": tables,
+            "objects": {o.name: o.engine for o in objects if not o.data},
+        }
+        return BackupMeta(
+            server_version=version,
+            tool="clickhouse-http-native",
+            tool_version=version,
+            fingerprint=fingerprint,
+            options={
+                "database": db,
+                "format": "Native",
+                "tables": len(tables),
+                "schema_only": len(objects) - len(tables),
+                "changed_during_backup": changed,
+            },
+        )
+
+    def _backup_table(
+        self,
+        client: Client,
+        db: str,
+        obj: SchemaObject,
+        columns: list[tuple[str, str]],
+        sink: StreamSink,
+        settings: dict[str, Any],
+    ) -> dict[str, Any]:
+        query_id = f"dbfleet-fingerprint-{uuid.uuid4()}"
+        sql = f"SELECT * FROM {quote(db)}.{quote(obj.name)} FORMAT Native"
+        with client.stream(sql, f"table {obj.name}", settings) as body:
+            # The data query runs and holds its parts: fingerprint now.
+            fingerprint = _Background(lambda: self._fingerprint_table(
+                client, db, obj, columns, {"query_id": query_id}))  # fmt: skip
+            try:
+                sink.write_stream(obj.stream, cast(BinaryIO, body), NATIVE)
+            except BaseException:
+                if fingerprint.running():
+                    try:
+                        client.execute(
+                            f"KILL QUERY WHERE query_id = {quote_literal(query_id)} ASYNC"
+                        )
+                    except EngineError as exc:  # best effort: it ends by itself
+                        log.debug("could not cancel the fingerprint query: %s", exc)
+                raise
+        return fingerprint.result()
+
+    # -- restore ---------------------------------------------------------
+
+    def restore(self, source: StreamSource, options: RestoreOptions) -> None:
+        if "schema" not in source.stream_names():
+            raise EngineError("the snapshot has no 'schema' stream: not a ClickHouse backup")
+        doc = json.loads(b"".join(source.open_stream("schema")))
+        if doc.get("format") != SCHEMA_FORMAT:
+            raise EngineError(f"unknown ClickHouse schema format {doc.get('format')!r}")
+        source_db = str(doc["database"])
+        objects = [SchemaObject.from_dict(item) for item in doc["objects"]]
+        if options.tables:
+            known = {o.name for o in objects}
+            missing = [t for t in options.tables if t not in known]
+            if missing:
+                raise UsageError(
+                    f"not in the backup: {', '.join(missing)}",
+                    hint=f"it has {', '.join(sorted(known)) or 'no tables'}",
+                )
+            objects = [o for o in objects if o.name in options.tables]
+        target = self.location.database
+        for obj in objects:
+            if replicated_path_is_shared(obj.create, obj.engine, source_db, target):
+                raise EngineError(
+                    f"{obj.name} is {obj.engine} with a fixed replication path: restored as "
+                    f"{target} it would join the replicas of {source_db}",
+                    hint="use {database}/{table} macros in the path, or restore on another server",
+                )
+        client = self._client()
+        created = not self._database_exists(client, target)
+        existing: set[str] = set()
+        if not created:
+            rows = client.rows(
+                f"SELECT name FROM system.tables WHERE database = {quote_literal(target)}"
+            )
+            existing = {str(r["name"]) for r in rows} & {o.name for o in objects}
+            if existing and not options.clean:
+                raise EngineError(
+                    f"{len(existing)} object(s) of the backup already exist in "
+                    f"{self.location.describe()}: {', '.join(sorted(existing)[:10])}",
+                    hint="restore into a new database, or pass --clean to replace them",
+                )
+        else:
+            client.execute(f"CREATE DATABASE IF NOT EXISTS {quote(target)}")
+        try:
+            _Restore(client, source, source_db, target, existing).run(objects)
+        except BaseException:
+            if created:
+                try:
+                    self.drop()
+                except EngineError as exc:  # keep the restore's own error
+                    log.warning("could not drop %s after a failed restore: %s", target, exc)
+            raise
+
+    # -- fingerprint -----------------------------------------------------
+
+    def fingerprint(self, tables: tuple[str, ...] = ()) -> dict[str, Any]:
+        client = self._client()
+        db = self.location.database
+        self._require_database(client)
+        objects = self._objects(client, db)
+        if tables:
+            objects = [o for o in objects if o.name in tables]
+        columns = self._columns(client, db)
+        return {
+            "tables": {
+                o.name: self._fingerprint_table(client, db, o, columns.get(o.name, []))
+                for o in objects
+                if o.data
+            },
+            "objects": {o.name: o.engine for o in objects if not o.data},
+        }
+
+
+class _Restore:
+    """The steps of one restore into ``target`` (see the module docstring)."""
+
+    def __init__(
+        self, client: Client, source: StreamSource, source_db: str, target: str, existing: set[str]
+    ) -> None:
+        self.client = client
+        self.source = source
+        self.source_db = source_db
+        self.target = target
+        self.existing = existing
+        known = {
+            str(r["name"])
+            for r in client.rows(
+                "SELECT name FROM system.settings WHERE name IN ("
+                + ", ".join(quote_literal(s) for s in {**CREATE_SETTINGS, **INSERT_SETTINGS})
+                + ")"
+            )
+        }
+        self.create_settings = {k: v for k, v in CREATE_SETTINGS.items() if k in known}
+        self.insert_settings = {k: v for k, v in INSERT_SETTINGS.items() if k in known}
+        self.staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}_"
+
+    def _qualified(self, name: str) -> str:
+        return f"{quote(self.target)}.{quote(name)}"
+
+    def _create(self, obj: SchemaObject, name: str) -> None:
+        sql = rewrite_create(obj.create, self.source_db, self.target, name)
+        self.client.execute(sql, self.create_settings)
+
+    def _insert(self, obj: SchemaObject, name: str) -> None:
+        chunks = self.source.open_stream(obj.stream)
+        try:
+            self.client.insert(
+                f"INSERT INTO {self._qualified(name)} FORMAT Native",
+                chunks,
+                f"table {obj.name}",
+                self.insert_settings,
+            )
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def _drop(self, name: str, obj: SchemaObject | None = None) -> None:
+        """DROP TABLE also drops views (18.16 has no DROP VIEW); DDL
+        dictionaries need DROP DICTIONARY."""
+        dictionary = obj is not None and obj.create.lstrip().upper().startswith("CREATE DICTIONARY")
+        kind = "DICTIONARY" if dictionary else "TABLE"
+        self.client.execute(f"DROP {kind} IF EXISTS {self._qualified(name)}")
+
+    def run(self, objects: list[SchemaObject]) -> None:
+        tables = [o for o in objects if o.data and not o.is_view]
+        plain = [o for o in objects if not o.data and not o.is_view]
+        views = [o for o in objects if o.is_view]
+        staged: list[tuple[SchemaObject, str]] = []
+        try:
+            for obj in tables:
+                in_place = obj.engine.startswith("Replicated")
+                name = obj.name if in_place else f"{self.staging}{obj.name}"
+                if in_place and obj.name in self.existing:
+                    self._drop(obj.name)
+                self._create(obj, name)
+                staged.append((obj, name))
+                self._insert(obj, name)
+        except BaseException:
+            for obj, name in staged:
+                if name != obj.name:
+                    _quietly(lambda n=name: self._drop(n))  # type: ignore[misc]
+            raise
+        for obj in views:
+            if obj.name in self.existing:
+                self._drop(obj.name, obj)
+        for obj, name in staged:
+            if name != obj.name:
+                if obj.name in self.existing:
+                    self._drop(obj.name)
+                self.client.execute(f"RENAME TABLE {self._qualified(name)} TO "
+                                    f"{self._qualified(obj.name)}")  # fmt: skip
+        skipped = set()
+        for obj in plain:
+            if obj.engine in STREAM_ENGINES:
+                log.warning("not restoring %s (%s): it would consume the source's queue; "
+                            "create it by hand", obj.name, obj.engine)  # fmt: skip
+                skipped.add(obj.name)
+                continue
+            if obj.name in self.existing:
+                self._drop(obj.name, obj)
+            self._create(obj, obj.name)
+        self._create_views(views, skipped)
+
+    def _create_views(self, views: list[SchemaObject], skipped: set[str]) -> None:
+        """Views may read other views: create what can be created, repeat."""
+        pending = list(views)
+        while pending:
+            failed: list[tuple[SchemaObject, ServerError]] = []
+            for obj in pending:
+                try:
+                    self._create(obj, obj.name)
+                except ServerError as exc:
+                    if exc.code not in UNKNOWN_TABLE_CODES:
+                        raise
+                    failed.append((obj, exc))
+                    continue
+                if obj.data:
+                    self._insert(obj, obj.name)
+            if len(failed) == len(pending):
+                for obj, error in failed:
+                    if not any(s in obj.create for s in skipped):
+                        raise error
+                    log.warning("not restoring view %s: it reads a queue table that was "
+                                "not restored", obj.name)  # fmt: skip
+                return
+            pending = [obj for obj, _ in failed]
+
+
+class _Background:
+    """Run ``fn`` in a thread; ``result()`` joins and re-raises its error."""
+
+    def __init__(self, fn: Callable[[], dict[str, Any]]) -> None:
+        self._fn = fn
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dbfleet-ch-fingerprint",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._fn()
+        except BaseException as exc:
+            self._error = exc
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def result(self) -> dict[str, Any]:
+        self._thread.join()
+        if self._error is not None:
+            if isinstance(self._error, EngineError):
+                raise self._error
+            raise EngineError(f"fingerprint failed: {self._error}")
+        assert self._result is not None
+        return self._result
+
+
+def _quietly(fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except EngineError as exc:
+        log.warning("cleanup after a failed restore: %s", exc)
+        return None

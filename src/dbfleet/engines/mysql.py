@@ -1,0 +1,512 @@
+"""MySQL and MariaDB: one database per inventory entry, dumped with mysqldump.
+
+Backup
+    ``dump``: ``mariadb-dump`` (or ``mysqldump``) ``--single-transaction``:
+    one consistent InnoDB snapshot, writers are never blocked (tables of
+    non-transactional engines such as MyISAM are read as they are at that
+    moment). Routines, events and triggers are included, binary columns are
+    written as hex (``--hex-blob``), the connection uses ``utf8mb4`` and
+    TIMESTAMP values UTC; ``--skip-add-locks``, because MariaDB cannot
+    replay ``LOCK TABLES`` dumps of tables whose defaults use a sequence.
+    With the binary log on, ``--master-data=2`` (``--source-data=2`` for
+    MySQL 8.0.26+) has the tool write the binlog file and position of its own
+    snapshot into the dump (MariaDB takes it from the consistent snapshot,
+    without FLUSH TABLES WITH READ LOCK), plus the GTID position; both are
+    recorded as the snapshot's consistency point, the start for
+    point-in-time recovery (option ``binlog_position: false`` leaves it out,
+    e.g. for a MySQL account without RELOAD).
+
+    The fingerprint is computed from the dump itself as it streams past
+    (:mod:`dbfleet.engines.mysql_dump`): rows and an order-independent digest
+    per table over the literal text of each row. mysqldump cannot join a
+    snapshot that dbfleet opens (there is no snapshot export as in
+    PostgreSQL), and reading the tables a second time beside the dump would
+    double the load on the server and need FLUSH TABLES WITH READ LOCK to
+    line up two snapshots; the dump's own rows are by construction exactly
+    what the backup holds. :meth:`MySQLEngine.fingerprint` of a live or
+    restored database dumps it with the same tool and options (output
+    discarded) and reads it with the same code, so equal data gives an equal
+    fingerprint. A dump that fails (tool exit status, lost connection) or
+    lacks its ``-- Dump completed`` trailer fails the backup.
+
+    ``catalog``: a small JSON stream listing the dump's tables, sequences,
+    views, routines and events and the database's character set, used by
+    restores to check for conflicts up front.
+
+    ``globals`` (with ``globals: true``): accounts, roles and grants as SQL,
+    read with ``SHOW CREATE USER`` and ``SHOW GRANTS`` per account (works on
+    MySQL and MariaDB alike and does not depend on the dump tool; MariaDB's
+    ``--system=users`` would also replay ``IDENTIFIED`` clauses in GRANTs and
+    so reset existing accounts' passwords). Accounts are written as
+    ``CREATE USER IF NOT EXISTS`` / ``CREATE ROLE IF NOT EXISTS``; built-in
+    accounts (root@localhost, mariadb.sys, mysql.*, debian-sys-maint,
+    anonymous) are left out. Needs SELECT on ``mysql.user``.
+
+Restore (into this engine's database, created with the source's character
+set if missing)
+    The dump is replayed with the ``mariadb``/``mysql`` client. MySQL DDL
+    is not transactional, so all-or-nothing is approximated:
+    * Without ``clean``, every object the restore would create (tables,
+      sequences, views, routines, events) is checked first; if any exists
+      already the restore fails and nothing is changed. If the replay fails
+      later, a database the restore created is dropped again, and in an
+      existing database the objects it created are dropped again.
+    * With ``clean``, each object *in the backup* is dropped and recreated
+      (the dump's own ``DROP ... IF EXISTS``; foreign key checks are off
+      while the dump replays); objects not in the backup are left alone.
+      A failure part way leaves the objects restored so far replaced.
+    * Routines, triggers, views and events keep their ``DEFINER`` when the
+      restoring account may set one (SUPER, SET USER or ALL on ``*.*``),
+      else the clause is removed and they belong to the restoring account;
+      option ``no_definer`` forces either.
+    * Sequence references that MariaDB qualifies with the source database
+      (``DEFAULT nextval(`src`.`seq`)``) are made relative, so a copy under
+      another name uses its own sequence.
+    * ``include_globals`` replays the ``globals`` stream first: accounts that
+      exist already keep their authentication (logged), grants are applied.
+
+Restore of tables (``tables=("orders", ...)``: table or sequence names)
+    The preamble and the selected tables' sections: definition, rows and the
+    table's triggers. Views, routines and events are not restored. A foreign
+    key to a table that is not restored is created anyway (checks are off),
+    and a table whose default uses a sequence needs that sequence (name it
+    too, or have it in the target). Conflict check and ``clean`` as above,
+    for the selected tables only.
+
+Options (``options:``): ``bin_dir`` (where the client tools live),
+``connect_timeout`` (seconds, default 10), ``no_definer``,
+``binlog_position``. URL parameters: ``socket``, ``ssl_ca``, ``ssl_cert``,
+``ssl_key``.
+
+Secrets: the password reaches the tools only through a temporary option
+file (mode 0600, in a private directory) passed as ``--defaults-extra-file``,
+and PyMySQL in-process; never an argument, never in an error message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO, ClassVar, cast
+
+import pymysql
+
+from dbfleet.config import DatabaseConfig
+from dbfleet.engines.base import (
+    BackupMeta,
+    Capabilities,
+    Health,
+    RestoreOptions,
+    StreamSink,
+    StreamSource,
+)
+from dbfleet.engines.mysql_dump import DumpScanner, ScanTap, filter_dump, quote
+from dbfleet.engines.mysql_server import (
+    ACCOUNT_MARK,
+    Location,
+    ServerInfo,
+    Tool,
+    account_grants,
+    connect_error,
+    existing_objects,
+    health_details,
+    read_globals,
+    server_info,
+    with_dbname,
+)
+from dbfleet.engines.process import dump_process, restore_process
+from dbfleet.errors import EngineError, UsageError
+from dbfleet.secrets import secret_from
+
+log = logging.getLogger(__name__)
+
+OPTIONS = {"bin_dir", "connect_timeout", "no_definer", "binlog_position"}
+SYSTEM_DATABASES = {"mysql", "information_schema", "performance_schema", "sys"}
+MAX_NAME_CHARS = 64
+CATALOG_FORMAT = 1
+_READ_SIZE = 1 << 20
+
+
+class MySQLEngine:
+    name: ClassVar[str] = "mysql"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        subset_restore=True, globals=True, consistency_point=True, scratch_targets=True
+    )
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        if not config.url:
+            raise UsageError("engine mysql needs 'url'")
+        unknown = set(config.options) - OPTIONS
+        if unknown:
+            raise UsageError(
+                f"unknown mysql option(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(OPTIONS))})"
+            )
+        self.config = config
+        self.location = Location.parse(config.url)
+        self._tools: dict[str, Tool] = {}
+
+    # -- locations -------------------------------------------------------
+
+    def target(self, name: str) -> DatabaseConfig:
+        assert self.config.url is not None
+        return self.config.with_changes(url=with_dbname(self.config.url, name))
+
+    def scratch(self, label: str) -> DatabaseConfig:
+        return self.target(f"{self.location.dbname}_dbfleet_{label}"[:MAX_NAME_CHARS])
+
+    def drop(self) -> None:
+        dbname = self.location.dbname
+        if dbname.lower() in SYSTEM_DATABASES:
+            raise UsageError(f"refusing to drop the system database {dbname!r}")
+        with self._connect(database=False) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {quote(dbname)}")
+
+    # -- connections -----------------------------------------------------
+
+    def _password(self) -> str | None:
+        return secret_from(self.config.password_env, self.config.password_file)
+
+    def _timeout(self) -> int:
+        return int(self.config.options.get("connect_timeout", 10))
+
+    @contextmanager
+    def _connect(self, *, database: bool = True) -> Iterator[pymysql.connections.Connection[Any]]:
+        """An autocommit utf8mb4 connection (to the database unless
+        ``database=False``); ``EngineError`` saying what to check."""
+        loc, password = self.location, self._password()
+        try:
+            conn = pymysql.connect(**loc.pymysql_args(
+                password=password, database=loc.dbname if database else None,
+                timeout=self._timeout(),
+            ))  # fmt: skip
+        except pymysql.Error as exc:
+            raise connect_error(exc, self.config, loc, password, database) from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- tools -----------------------------------------------------------
+
+    def _tool(self, kind: str) -> Tool:
+        if kind not in self._tools:
+            self._tools[kind] = Tool.find(kind, self.config.options.get("bin_dir"))
+        return self._tools[kind]
+
+    @contextmanager
+    def _option_file(self) -> Iterator[tuple[str, dict[str, str | None]]]:
+        """A private ``[client]`` option file with host, user and password,
+        and the environment for the tools (without the password variable)."""
+        text = self.location.option_file(self._password(), self._timeout())
+        with tempfile.TemporaryDirectory(prefix="dbfleet-mysql-") as directory:
+            path = os.path.join(directory, "client.cnf")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            hidden: dict[str, str | None] = {
+                name: None for name in ("MYSQL_PWD", self.config.password_env) if name
+            }
+            yield path, hidden
+
+    # -- health ----------------------------------------------------------
+
+    def health(self) -> Health:
+        try:
+            with self._connect() as conn:
+                info = server_info(conn, self.location.dbname)
+                details = health_details(conn, info)
+            return Health(ok=True, version=info.version, size_bytes=info.size, details=details)
+        except (EngineError, UsageError) as exc:
+            return Health(ok=False, error=str(exc))
+        except pymysql.Error as exc:
+            return Health(ok=False, error=f"health query failed: {exc.args[-1]}")
+
+    # -- backup ----------------------------------------------------------
+
+    def backup(self, sink: StreamSink) -> BackupMeta:
+        loc = self.location
+        with self._connect() as conn:
+            info = server_info(conn, loc.dbname)
+            globals_sql = read_globals(conn, info) if self.config.globals else None
+        tool = self._tool("dump")
+        binlog = info.log_bin and self.config.options.get("binlog_position", True) is not False
+        argv = tool.dump_args(info, binlog=binlog)
+        scanner = DumpScanner()
+        with self._option_file() as (optfile, env):
+            if globals_sql is not None:
+                sink.write_stream("globals", io.BytesIO(globals_sql.encode()), "application/sql")
+            full = [tool.path, f"--defaults-extra-file={optfile}", *argv, "--", loc.dbname]
+            with dump_process(full, env) as stdout:
+                tap = ScanTap(cast(io.BufferedIOBase, stdout), scanner)
+                sink.write_stream("dump", cast(BinaryIO, tap), "application/sql")
+        scanner.finish()
+        if not scanner.completed:
+            raise EngineError(f"{tool.name} output ended before its '-- Dump completed' trailer")
+        catalog = {"format": CATALOG_FORMAT, "database": loc.dbname, "charset": info.charset,
+                   "collation": info.collation, **scanner.catalog,
+                   "requires": scanner.requires}  # fmt: skip
+        sink.write_stream("catalog", io.BytesIO(json.dumps(catalog).encode()), "application/json")
+        point: dict[str, Any] = {"log_bin": info.log_bin, "server_id": info.server_id}
+        if scanner.binlog:
+            point.update(
+                binlog_file=scanner.binlog["file"], binlog_position=scanner.binlog["position"]
+            )
+        if scanner.gtid is not None:
+            point["gtid"] = scanner.gtid
+        return BackupMeta(
+            server_version=info.version,
+            tool=tool.name,
+            tool_version=tool.version_text,
+            fingerprint=scanner.fingerprint(),
+            consistency_point=point,
+            options={
+                "database": loc.dbname,
+                "flavor": info.flavor,
+                "globals": self.config.globals,
+                "single_transaction": True,
+                "binlog_position": bool(binlog),
+                "database_size_bytes": info.size,
+                "dump_bytes": scanner.size,
+            },
+        )
+
+    # -- restore ---------------------------------------------------------
+
+    def restore(self, source: StreamSource, options: RestoreOptions) -> None:
+        names = source.stream_names()
+        if "dump" not in names:
+            raise EngineError("the snapshot has no 'dump' stream: not a MySQL backup")
+        catalog = _read_catalog(source) if "catalog" in names else None
+        wanted = self._wanted(catalog, options.tables)
+        dbname = self.location.dbname
+        if dbname.lower() in SYSTEM_DATABASES:
+            raise UsageError(f"refusing to restore into the system database {dbname!r}")
+        with self._connect(database=False) as conn:
+            created = self._create_database(conn, catalog)
+            if not created and not options.clean:
+                self._check_conflicts(conn, wanted)
+            if options.tables and catalog is not None and wanted is not None:
+                self._add_required_sequences(conn, catalog, wanted, created)
+            strip = self.config.options.get("no_definer")
+            if strip is None:
+                strip = not _can_set_definer(conn)
+        try:
+            if options.include_globals:
+                if "globals" in names:
+                    self._restore_globals(source)
+                else:
+                    log.warning("the snapshot has no globals stream (backed up without globals)")
+            tables = None
+            if options.tables and wanted is not None:
+                tables = frozenset(wanted["tables"] + wanted["sequences"])
+            chunks = filter_dump(source.open_stream("dump"), tables=tables,
+                                 source_db=catalog.get("database") if catalog else None,
+                                 strip_definers=bool(strip))  # fmt: skip
+            with self._option_file() as (optfile, env):
+                argv = [self._tool("client").path, f"--defaults-extra-file={optfile}",
+                        *Tool.CLIENT_ARGS, f"--database={dbname}"]  # fmt: skip
+                restore_process(argv, chunks, env)
+        except BaseException:
+            self._undo(created, options.clean, wanted)
+            raise
+
+    def _wanted(
+        self, catalog: dict[str, Any] | None, tables: tuple[str, ...]
+    ) -> dict[str, list[str]] | None:
+        """The objects a restore creates, by kind (``None``: not known)."""
+        if catalog is None:
+            if tables:
+                raise EngineError("this backup has no catalog stream: cannot restore single tables")
+            return None
+        if not tables:
+            kinds = ("tables", "sequences", "views", "functions", "procedures", "events")
+            return {k: list(catalog.get(k, [])) for k in kinds}
+        known_tables, known_sequences = set(catalog["tables"]), set(catalog["sequences"])
+        missing = [t for t in tables if t not in known_tables | known_sequences]
+        if missing:
+            raise UsageError(f"table {', '.join(missing)} is not in the backup")
+        return {
+            "tables": [t for t in tables if t in known_tables],
+            "sequences": [t for t in tables if t in known_sequences],
+        }
+
+    def _add_required_sequences(
+        self,
+        conn: pymysql.connections.Connection[Any],
+        catalog: dict[str, Any],
+        wanted: dict[str, list[str]],
+        created: bool,
+    ) -> None:
+        """Sequences the selected tables' defaults use are restored along
+        when the target does not have them."""
+        existing = set() if created else existing_objects(conn, self.location.dbname)["relations"]
+        requires: dict[str, list[str]] = catalog.get("requires", {})
+        for table in wanted["tables"]:
+            for sequence in requires.get(table, []):
+                if (
+                    sequence in catalog["sequences"]
+                    and sequence not in wanted["sequences"]
+                    and sequence not in existing
+                ):
+                    log.info("restoring sequence %s too: table %s uses it", sequence, table)
+                    wanted["sequences"].append(sequence)
+
+    def _create_database(
+        self, conn: pymysql.connections.Connection[Any], catalog: dict[str, Any] | None
+    ) -> bool:
+        dbname = self.location.dbname
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", dbname)
+            if cur.fetchone():
+                return False
+            create = f"CREATE DATABASE {quote(dbname)}"
+            if catalog and re.fullmatch(r"\w+", str(catalog.get("charset"))):
+                create += f" CHARACTER SET {catalog['charset']}"
+                if re.fullmatch(r"\w+", str(catalog.get("collation"))):
+                    create += f" COLLATE {catalog['collation']}"
+            try:
+                cur.execute(create)
+            except pymysql.Error as exc:
+                raise EngineError(
+                    f"cannot create database {dbname}: {exc.args[-1]}",
+                    hint="the account needs CREATE on the database, or create it first",
+                ) from None
+        return True
+
+    def _check_conflicts(
+        self, conn: pymysql.connections.Connection[Any], wanted: dict[str, list[str]] | None
+    ) -> None:
+        existing = existing_objects(conn, self.location.dbname)
+        if wanted is None:
+            if any(existing.values()):
+                raise EngineError(
+                    f"database {self.location.dbname} is not empty",
+                    hint="restore with --clean, or into a new database",
+                )
+            return
+        clashes = [
+            f"{kind[:-1]} {name}"
+            for kind, names in wanted.items()
+            for name in names
+            if name in existing.get(_conflict_kind(kind), set())
+        ]
+        if clashes:
+            shown = ", ".join(clashes[:10]) + (
+                f" and {len(clashes) - 10} more" if len(clashes) > 10 else ""
+            )
+            raise EngineError(
+                f"database {self.location.dbname} already has objects of the backup: {shown}",
+                hint="restore with --clean to replace them, or into a new database",
+            )
+
+    def _undo(self, created: bool, clean: bool, wanted: dict[str, list[str]] | None) -> None:
+        """After a failed replay: drop what the restore created."""
+        try:
+            if created:
+                self.drop()
+            elif not clean and wanted is not None:
+                self._drop_objects(wanted)
+        except Exception as exc:  # keep the restore's own error
+            log.warning("could not undo the failed restore into %s: %s", self.location, exc)
+
+    def _drop_objects(self, wanted: dict[str, list[str]]) -> None:
+        statements = {
+            "views": "VIEW", "tables": "TABLE", "sequences": "SEQUENCE",
+            "functions": "FUNCTION", "procedures": "PROCEDURE", "events": "EVENT",
+        }  # fmt: skip
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+            for kind, keyword in statements.items():
+                for name in wanted.get(kind, []):
+                    cur.execute(f"DROP {keyword} IF EXISTS {quote(name)}")
+
+    def _restore_globals(self, source: StreamSource) -> None:
+        """Replay the ``globals`` stream statement by statement: accounts that
+        exist keep their authentication, grants already in place are skipped
+        (granting a role needs its ADMIN OPTION even when nothing changes)."""
+        script = b"".join(source.open_stream("globals")).decode()
+        with self._connect(database=False) as conn, conn.cursor() as cur:
+            account, current = "", set()
+            for line in script.splitlines():
+                if line.startswith(ACCOUNT_MARK):
+                    account = line[len(ACCOUNT_MARK) :]
+                    try:
+                        current = set(account_grants(cur, account))
+                    except pymysql.Error:
+                        current = set()  # no such account (yet)
+                    continue
+                statement = line.strip().removesuffix(";")
+                if not statement or statement.startswith("--") or statement in current:
+                    continue
+                created = re.match(r"CREATE (?:USER|ROLE) IF NOT EXISTS (\S+)", statement)
+                subject = created[1] if created else account
+                try:
+                    cur.execute(statement)
+                    if created and cur.connection.show_warnings():
+                        log.info("globals: %s exists already; its authentication is kept", subject)
+                except pymysql.Error as exc:
+                    # The statement is not shown: it may hold a password hash.
+                    raise EngineError(
+                        f"globals: {statement.split(' ', 2)[0]} for {subject} failed: "
+                        f"{exc.args[-1]}",
+                        hint="replaying accounts needs CREATE USER and GRANT OPTION "
+                        "(and ADMIN OPTION on granted roles)",
+                    ) from None
+
+    # -- fingerprint -----------------------------------------------------
+
+    def fingerprint(self, tables: tuple[str, ...] = ()) -> dict[str, Any]:
+        with self._connect() as conn:
+            info = server_info(conn, self.location.dbname)
+        tool = self._tool("dump")
+        scanner = DumpScanner()
+        with self._option_file() as (optfile, env):
+            argv = [tool.path, f"--defaults-extra-file={optfile}",
+                    *tool.dump_args(info, binlog=False, programs=False),
+                    "--", self.location.dbname, *tables]  # fmt: skip
+            with dump_process(argv, env) as stdout:
+                while data := stdout.read(_READ_SIZE):
+                    scanner.feed(data)
+        scanner.finish()
+        if not scanner.completed:
+            raise EngineError(f"{tool.name} output ended before its '-- Dump completed' trailer")
+        result = scanner.fingerprint()
+        if tables:
+            result["sequences"] = {k: v for k, v in result["sequences"].items() if k in tables}
+        return result
+
+
+def _conflict_kind(kind: str) -> str:
+    # tables, sequences and views share one namespace
+    return "relations" if kind in ("tables", "sequences", "views") else kind
+
+
+def _read_catalog(source: StreamSource) -> dict[str, Any]:
+    try:
+        catalog = json.loads(b"".join(source.open_stream("catalog")))
+    except ValueError as exc:
+        raise EngineError(f"the backup's catalog stream is not valid JSON: {exc}") from None
+    if not isinstance(catalog, dict) or catalog.get("format") != CATALOG_FORMAT:
+        raise EngineError("the backup's catalog stream has an unknown format")
+    return catalog
+
+
+def _can_set_definer(conn: pymysql.connections.Connection[Any]) -> bool:
+    """May the account create objects with another account as DEFINER?"""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GRANTS FOR CURRENT_USER()")
+        grants = [str(row[0]) for row in cur.fetchall()]
+    return any(
+        re.match(r"GRANT (ALL PRIVILEGES|.*\b(SUPER|SET USER|SET_USER_ID)\b.*) ON \*\.\* TO", g)
+        for g in grants
+    )
+
+
+__all__ = ["MySQLEngine", "ServerInfo"]

@@ -1,0 +1,539 @@
+"""Redis: one logical database (``redis://host:port/<db>``) or a whole instance.
+
+Locations
+    ``redis://[user@]host[:port][/db]`` (ACL user in the userinfo, password
+    from ``password_env``/``password_file``), ``unix://[user@]/path.sock?db=N``,
+    and ``rdb:///path/to/dump.rdb[?db=N]``: an RDB file, the data of a stopped
+    or new server (``db`` says which database the fingerprint's tables cover).
+
+Backup, ``options.mode``
+    ``logical`` (default): ``SCAN`` the database; per batch of keys one
+    ``MULTI``/``EXEC`` with ``TIME`` and ``PTTL`` + ``DUMP`` of each key, written
+    as the ``keys`` stream (format: :mod:`dbfleet.engines.redis_keys`).
+    Works wherever a client may read (managed services that forbid
+    replication too), covers exactly the url's database and restores online.
+    *Not a point-in-time copy*: each batch is atomic, but keys written while
+    the scan runs may or may not be in the backup, and a key deleted and
+    re-created during it may be missed (``SCAN``'s guarantee covers keys that
+    exist for the whole scan). The fingerprint is computed from the very
+    payloads in the stream, so it always describes the backup exactly.
+    ``rdb``: ``redis-cli --rdb -`` fetches a point-in-time snapshot of the
+    whole instance (every database, functions) over the replication
+    protocol, straight into the ``rdb`` stream. Needs the ``SYNC``/``PSYNC``
+    permission (managed services usually refuse it) and costs the server a
+    fork. The fingerprint is computed by parsing the RDB as it streams
+    (:mod:`dbfleet.engines.redis_rdb`); the snapshot's replication id and
+    offset are the consistency point.
+    Logical is the default because the inventory names a database, and only
+    logical backups restore into a database of a running server, restore
+    key patterns, and verify in a scratch database; choose ``rdb`` for a
+    consistent copy of a whole instance.
+
+Restore (into this engine's location)
+    * A logical snapshot restores into a running server with pipelined
+      ``RESTORE``. Without ``--clean`` it fails, before writing anything, if
+      any key to be restored already exists (a first pass checks; skipped
+      for an empty database); with ``options.on_existing: keep`` existing
+      keys are kept instead (and counted). ``--clean`` replaces the keys the
+      backup contains (``RESTORE ... REPLACE``); other keys are left alone.
+    * TTLs (``options.restore_ttl``): ``relative`` (default) gives each key
+      the time to live it had when the backup started, counted from the
+      restore, so every key of the backup comes back; ``absolute`` keeps the
+      original expiry times and skips keys that have expired since.
+    * ``--table`` takes key patterns (see *tables* below), e.g.
+      ``--table 'user:*'``; a pattern that matches no key of the backup fails
+      the restore before anything is written.
+    * An RDB snapshot restores a whole instance as a file: ``--target
+      /var/lib/redis/dump.rdb`` or ``--to rdb:///path/dump.rdb`` (written
+      0600 next to the target and renamed into place; an existing file only
+      with ``--clean``; refused while a local ``redis-server`` runs in that
+      directory). Then start (or restart) the server on it. Keys expire by
+      their original times when the server loads the file.
+
+Tables and fingerprint
+    Keys are grouped into tables by namespace: ``user:42`` is in ``user:*``,
+    keys without ``options.separator`` (default ``:``) in ``(root)``. The
+    fingerprint has per table the key count, an order-independent digest
+    over (key, type, canonical value) and the number of keys with a TTL,
+    plus the same per type (``types``). Canonical values do not depend on
+    the server's internal encoding, so a restored copy digests the same.
+    Expiry times are not digested (relative TTLs cannot match). An RDB
+    fingerprint adds ``databases`` (count and digest of the other databases).
+
+Targets: ``target(name)`` is a database number on the same server, a URL,
+or a path to an RDB file. ``scratch()`` is ``options.scratch_db`` or the
+highest-numbered empty database other than 0 and the source's (for ``rdb``
+mode: an RDB file in a private temporary directory, loaded into a
+throw-away ``redis-server`` on a unix socket to fingerprint it). Verify in
+a database of the source's server uses that server's memory; point
+``scratch:`` at another server for big datasets. ``drop()`` is ``FLUSHDB``
+(refused for database 0) or deletes the RDB file.
+
+Options: ``mode``, ``separator``, ``scan_count`` (1000), ``on_existing``,
+``restore_ttl``, ``scratch_db``, ``connect_timeout`` (10 s),
+``socket_timeout`` (300 s), ``bin_dir`` (where redis-cli/redis-server are).
+
+Secrets: the password reaches redis-cli only as ``REDISCLI_AUTH`` in its
+environment (never ``-a``) and redis-py in-process; errors never show it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import redis as redis_client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from dbfleet.config import DatabaseConfig
+from dbfleet.engines.base import (
+    BackupMeta,
+    Capabilities,
+    Health,
+    RestoreOptions,
+    StreamSink,
+    StreamSource,
+)
+from dbfleet.engines.process import dump_process, find_tool, run_tool
+from dbfleet.engines.redis_keys import MEDIA_TYPE, FingerprintBuilder, IteratorReader
+from dbfleet.engines.redis_logical import LogicalBackup, LogicalRestore, fingerprint_db
+from dbfleet.engines.redis_server import server_running_in, throwaway_server
+from dbfleet.engines.redis_tap import RdbTap
+from dbfleet.errors import EngineError, UsageError
+from dbfleet.secrets import secret_from
+
+PACKAGE_HINT = "redis-tools (Debian)"
+OPTIONS = {"mode", "separator", "scan_count", "on_existing", "restore_ttl", "scratch_db",
+           "connect_timeout", "socket_timeout", "bin_dir"}  # fmt: skip
+CHOICES = {
+    "mode": ("logical", "rdb"),
+    "on_existing": ("fail", "keep"),
+    "restore_ttl": ("relative", "absolute"),
+}
+RDB_MEDIA_TYPE = "application/x-redis-rdb"
+SCRATCH_PREFIX = "dbfleet-redis-scratch-"
+
+
+@dataclass(frozen=True)
+class _Location:
+    kind: str  # "tcp", "unix" or "file"
+    db: int
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str = ""
+    user: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> _Location:
+        parts = urlsplit(url)
+        params = dict(parse_qsl(parts.query))
+        if set(params) - {"db"}:
+            raise UsageError("Redis url: the only query parameter is db")
+        user = unquote(parts.username) if parts.username else None
+        path = unquote(parts.path)
+        try:
+            if parts.scheme == "redis":
+                db = int(params.get("db") or path.strip("/") or 0)
+                return cls("tcp", db, parts.hostname or "127.0.0.1", parts.port or 6379, user=user)
+            if parts.scheme in ("unix", "rdb"):
+                if not path.startswith("/"):
+                    raise UsageError(f"{parts.scheme}:// url needs an absolute path: {url}")
+                kind = "unix" if parts.scheme == "unix" else "file"
+                return cls(kind, int(params.get("db", 0)), path=path, user=user)
+        except ValueError:
+            raise UsageError(f"Redis url has an invalid port or db number: {url}") from None
+        if parts.scheme == "rediss":
+            raise UsageError("TLS (rediss://) is not supported yet by the redis engine")
+        raise UsageError(
+            f"Redis url must start with redis://, unix:// or rdb://, got {parts.scheme}://"
+        )
+
+    def describe(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        if self.kind == "tcp":
+            return f"redis://{user}{self.host}:{self.port}/{self.db}"
+        return f"{'unix' if self.kind == 'unix' else 'rdb'}://{user}{self.path}?db={self.db}"
+
+
+class RedisEngine:
+    name: ClassVar[str] = "redis"
+    capabilities: ClassVar[Capabilities] = Capabilities(subset_restore=True)
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        if not config.url:
+            raise UsageError("engine redis needs 'url'")
+        unknown = set(config.options) - OPTIONS
+        if unknown:
+            raise UsageError(
+                f"unknown redis option(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(OPTIONS))})"
+            )
+        for option, choices in CHOICES.items():
+            value = config.options.get(option, choices[0])
+            if value not in choices:
+                raise UsageError(f"redis option {option} must be one of {', '.join(choices)}")
+        self.config = config
+        self.location = _Location.parse(config.url)
+        self.mode = str(config.options.get("mode", "logical"))
+        self.separator = str(config.options.get("separator", ":")).encode()
+        if not self.separator:
+            raise UsageError("redis option separator must not be empty")
+
+    def _option(self, name: str, default: Any) -> Any:
+        return self.config.options.get(name, default)
+
+    # -- locations -------------------------------------------------------
+
+    def target(self, name: str) -> DatabaseConfig:
+        if name.isdigit():
+            if self.location.kind == "file":
+                raise UsageError("the source is an RDB file: give a URL or a file path")
+            return self.config.with_changes(url=_with_db(self.config.url or "", int(name)))
+        if "://" in name:
+            _Location.parse(name)
+            return self.config.with_changes(url=name)
+        if "/" in name or name.endswith(".rdb"):
+            path = Path(name).expanduser().absolute()
+            return self.config.with_changes(
+                url=f"rdb://{path}?db={self.location.db}", password_env=None, password_file=None
+            )
+        raise UsageError(
+            f"Redis target {name!r}: give a database number, a URL (redis://...) "
+            "or a path to an RDB file"
+        )
+
+    def scratch(self, label: str) -> DatabaseConfig:
+        if self.mode == "rdb" or self.location.kind == "file":
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", label)
+            directory = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{safe}-")
+            return self.target(os.path.join(directory, "dump.rdb"))
+        db = self._option("scratch_db", None)
+        return self.target(str(int(db) if db is not None else self._free_db()))
+
+    def _free_db(self) -> int:
+        with self._client() as client:
+            info = self._call(client.info, "keyspace")
+            try:
+                count = int(self._call(client.config_get, "databases").get(b"databases", 16))
+            except EngineError:  # CONFIG may be forbidden
+                count = 16
+        used = {int(name[2:]) for name in info if name.startswith("db")}
+        for db in range(count - 1, 0, -1):
+            if db != self.location.db and db not in used:
+                return db
+        raise EngineError(
+            f"no empty database on {self.location.describe()} to use as scratch",
+            hint="set options.scratch_db or the inventory's scratch:",
+        )
+
+    def drop(self) -> None:
+        loc = self.location
+        if loc.kind == "file":
+            path = Path(loc.path)
+            path.unlink(missing_ok=True)
+            if path.parent.name.startswith(SCRATCH_PREFIX) and path.parent.is_dir():
+                shutil.rmtree(path.parent, ignore_errors=True)
+            return
+        if loc.db == 0:
+            raise UsageError("refusing to flush database 0; use another database as scratch")
+        with self._client() as client:
+            self._call(client.flushdb)
+
+    # -- connections -----------------------------------------------------
+
+    def _password(self) -> str | None:
+        return secret_from(self.config.password_env, self.config.password_file)
+
+    def _client(self, db: int | None = None, socket_path: str | None = None) -> redis_client.Redis:
+        """A connected client; ``EngineError`` saying what to check."""
+        loc = self.location
+        kwargs: dict[str, Any] = {
+            "db": loc.db if db is None else db,
+            "socket_connect_timeout": float(self._option("connect_timeout", 10)),
+            "socket_timeout": float(self._option("socket_timeout", 300)),
+            "client_name": "dbfleet",
+            "protocol": 2,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if socket_path is not None:
+            kwargs["unix_socket_path"] = socket_path
+        elif loc.kind == "file":
+            raise EngineError(f"{loc.describe()} is an RDB file, not a running server")
+        else:
+            kwargs["username"] = loc.user
+            kwargs["password"] = self._password()
+            if loc.kind == "unix":
+                kwargs["unix_socket_path"] = loc.path
+            else:
+                kwargs["host"], kwargs["port"] = loc.host, loc.port
+        client = redis_client.Redis(**kwargs)
+        try:
+            client.ping()
+        except redis_client.RedisError as exc:
+            client.close()
+            raise self._error(exc, "cannot connect to Redis") from None
+        return client
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis_client.RedisError as exc:
+            raise self._error(exc, "Redis command failed") from None
+
+    def _error(self, exc: BaseException, what: str) -> EngineError:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        password = self._password()
+        if password:
+            reason = reason.replace(password, "***")
+        hint = None
+        if isinstance(exc, redis_client.AuthenticationError) or "WRONGPASS" in reason:
+            where = [f"${self.config.password_env}"] if self.config.password_env else []
+            where += [str(self.config.password_file)] if self.config.password_file else []
+            hint = (f"check the user in url and the password in {' / '.join(where)}" if where
+                    else "no password configured: set password_env or password_file")  # fmt: skip
+        elif isinstance(exc, redis_client.ConnectionError) and "DB index" not in reason:
+            hint = "check that the server is running and the url's host and port"
+        elif "NOPERM" in reason or "no permissions" in reason:
+            hint = "the ACL user lacks a permission dbfleet needs"
+        return EngineError(f"{what} ({self.location.describe()}): {reason}", hint=hint)
+
+    # -- health ----------------------------------------------------------
+
+    def health(self) -> Health:
+        loc = self.location
+        if loc.kind == "file":
+            path = Path(loc.path)
+            if not path.is_file():
+                return Health(ok=False, error=f"RDB file {path} does not exist")
+            return Health(ok=True, size_bytes=path.stat().st_size, details={"rdb_file": str(path)})
+        try:
+            with self._client() as client:
+                info = self._call(client.info)
+        except EngineError as exc:
+            return Health(ok=False, error=str(exc))
+        return _health_from_info(info, loc.db)
+
+    # -- backup ----------------------------------------------------------
+
+    def backup(self, sink: StreamSink) -> BackupMeta:
+        if self.location.kind == "file":
+            raise EngineError("an RDB file location is a restore target; back up the server")
+        with self._client() as client:
+            server = self._call(client.info, "server")
+            keyspace = self._call(client.info, "keyspace")
+            if self.mode == "rdb":
+                seconds, micros = self._call(client.time)
+                return self._backup_rdb(sink, server, int(seconds) * 1000 + int(micros) // 1000)
+            return self._backup_logical(client, sink, server, keyspace)
+
+    def _backup_logical(
+        self, client: redis_client.Redis, sink: StreamSink, server: dict[str, Any],
+        keyspace: dict[str, Any],
+    ) -> BackupMeta:  # fmt: skip
+        backup = LogicalBackup(
+            client, self.separator, int(self._option("scan_count", 1000)), self._error
+        )
+        db = self.location.db
+        header = {"db": db, "server_version": server.get("redis_version")}
+        sink.write_stream("keys", cast(BinaryIO, IteratorReader(backup.pieces(header))), MEDIA_TYPE)
+        return BackupMeta(
+            server_version=str(server.get("redis_version")),
+            tool="redis-py",
+            tool_version=redis_client.__version__,
+            fingerprint=backup.fingerprint.result(),
+            options={
+                "mode": "logical",
+                "db": db,
+                "keys": backup.count,
+                "keys_at_start": keyspace.get(f"db{db}", {}).get("keys", 0),
+                "rdb_version": backup.rdb_version,
+                "separator": self.separator.decode(errors="replace"),
+            },
+        )
+
+    def _backup_rdb(self, sink: StreamSink, server: dict[str, Any], now_ms: int) -> BackupMeta:
+        cli = find_tool("redis-cli", PACKAGE_HINT, self._bin_dirs())
+        tool_version = run_tool([cli, "--version"]).strip().removeprefix("redis-cli ")
+        argv = [cli, *self._cli_args(), "--rdb", "-"]
+        tap = RdbTap(self.location.db, self.separator, expired_before_ms=now_ms)
+        try:
+            with dump_process(argv, self._cli_env()) as stdout:
+                sink.write_stream("rdb", cast(BinaryIO, tap.wrap(stdout)), RDB_MEDIA_TYPE)
+        finally:
+            tap.close()
+        fingerprint = tap.result()  # raises when the RDB was incomplete
+        aux = tap.info.aux or {}
+        point = None
+        if "repl-id" in aux and "repl-offset" in aux:
+            point = {"repl_id": aux["repl-id"], "repl_offset": int(aux["repl-offset"])}
+        return BackupMeta(
+            server_version=str(server.get("redis_version")),
+            tool="redis-cli --rdb",
+            tool_version=tool_version,
+            fingerprint=fingerprint,
+            consistency_point=point,
+            options={
+                "mode": "rdb",
+                "db": self.location.db,
+                "rdb_version": tap.info.version,
+                "separator": self.separator.decode(errors="replace"),
+                "ctime": int(aux["ctime"]) if aux.get("ctime", "").isdigit() else None,
+            },
+        )
+
+    def _bin_dirs(self) -> list[str]:
+        bin_dir = self._option("bin_dir", None)
+        return [str(bin_dir)] if bin_dir else []
+
+    def _cli_args(self) -> list[str]:
+        loc = self.location
+        args = ["-s", loc.path] if loc.kind == "unix" else ["-h", loc.host, "-p", str(loc.port)]
+        return args + (["--user", loc.user] if loc.user else [])
+
+    def _cli_env(self) -> dict[str, str | None]:
+        env: dict[str, str | None] = {"REDISCLI_AUTH": self._password()}
+        if self.config.password_env and self.config.password_env != "REDISCLI_AUTH":
+            env[self.config.password_env] = None  # the tool reads REDISCLI_AUTH only
+        return env
+
+    # -- restore ---------------------------------------------------------
+
+    def restore(self, source: StreamSource, options: RestoreOptions) -> None:
+        names = source.stream_names()
+        if "keys" in names:
+            if self.location.kind == "file":
+                raise EngineError(
+                    "a logical snapshot restores into a running server, not an RDB file",
+                    hint="give a database number or a redis:// URL as target",
+                )
+            with self._client() as client:
+                LogicalRestore(
+                    client, self.location.describe(), self.separator, self._error,
+                    on_existing=str(self._option("on_existing", "fail")),
+                    relative_ttl=self._option("restore_ttl", "relative") == "relative",
+                ).run(lambda: source.open_stream("keys"), options)  # fmt: skip
+        elif "rdb" in names:
+            self._restore_rdb(source, options)
+        else:
+            raise EngineError("the snapshot has no 'keys' or 'rdb' stream: not a Redis backup")
+
+    def _restore_rdb(self, source: StreamSource, options: RestoreOptions) -> None:
+        if options.tables:
+            raise UsageError(
+                "an RDB snapshot restores whole instances; --table needs a logical snapshot"
+            )
+        if self.location.kind != "file":
+            raise EngineError(
+                "an RDB snapshot restores a whole instance as its RDB file",
+                hint="restore to a file (--target /path/dump.rdb or --to rdb:///path/dump.rdb) "
+                "and start a server on it",
+            )
+        path = Path(self.location.path)
+        if path.exists() and not options.clean:
+            raise EngineError(f"{path} exists", hint="pass --clean to replace it")
+        pid = server_running_in(path.parent)
+        if pid is not None:
+            raise EngineError(
+                f"redis-server (pid {pid}) runs in {path.parent}: it would overwrite the file",
+                hint="stop the server, restore, then start it again",
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.dbfleet-restore")
+        try:
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in source.open_stream("rdb"):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
+
+    # -- fingerprint -----------------------------------------------------
+
+    def fingerprint(self, tables: tuple[str, ...] = ()) -> dict[str, Any]:
+        if self.location.kind == "file":
+            path = Path(self.location.path)
+            if not path.is_file():
+                raise EngineError(f"RDB file {path} does not exist")
+            bin_dirs = self._bin_dirs()
+            with throwaway_server(path, bin_dir=bin_dirs[0] if bin_dirs else None) as socket:
+                return self._fingerprint(tables, socket, all_dbs=True)
+        return self._fingerprint(tables, None, all_dbs=self.mode == "rdb")
+
+    def _fingerprint(
+        self, tables: tuple[str, ...], socket: str | None, *, all_dbs: bool
+    ) -> dict[str, Any]:
+        with self._client(socket_path=socket) as client:
+            builder = fingerprint_db(
+                client, FingerprintBuilder(self.separator, tables), self._error
+            )
+            keyspace = self._call(client.info, "keyspace") if all_dbs and not tables else {}
+        result = builder.result()
+        if not all_dbs or tables:
+            return result
+        result["databases"] = {}
+        for db in sorted(int(name[2:]) for name in keyspace if name.startswith("db")):
+            if db != self.location.db:
+                with self._client(db=db, socket_path=socket) as client:
+                    other = fingerprint_db(client, FingerprintBuilder(self.separator), self._error)
+                result["databases"][str(db)] = other.total().entry()
+        return result
+
+
+def _with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "redis":
+        return parts._replace(path=f"/{db}", query="").geturl()
+    return parts._replace(query=f"db={db}").geturl()
+
+
+def _health_from_info(info: dict[str, Any], db: int) -> Health:
+    hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
+    keyspace = {k: v for k, v in info.items() if re.fullmatch(r"db\d+", k)}
+    details: dict[str, Any] = {
+        "keys": keyspace.get(f"db{db}", {}).get("keys", 0),
+        "expires": keyspace.get(f"db{db}", {}).get("expires", 0),
+        "keys_all_dbs": sum(int(v.get("keys", 0)) for v in keyspace.values()),
+        "connected_clients": info.get("connected_clients"),
+        "used_memory": info.get("used_memory"),
+        "maxmemory": info.get("maxmemory"),
+        "maxmemory_policy": info.get("maxmemory_policy"),
+        "evicted_keys": info.get("evicted_keys"),
+        "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+        "rdb_last_bgsave_status": info.get("rdb_last_bgsave_status"),
+        "rdb_last_save_time": info.get("rdb_last_save_time"),
+        "rdb_changes_since_last_save": info.get("rdb_changes_since_last_save"),
+        "aof_enabled": bool(info.get("aof_enabled")),
+        "role": info.get("role"),
+    }
+    problems = []
+    if info.get("rdb_last_bgsave_status") not in (None, "ok"):
+        problems.append("the last RDB save failed (rdb_last_bgsave_status=err)")
+    if info.get("aof_enabled") and info.get("aof_last_write_status") not in (None, "ok"):
+        problems.append("AOF writes are failing")
+    if info.get("role") == "slave":
+        details["master_link_status"] = info.get("master_link_status")
+        details["master_last_io_seconds_ago"] = info.get("master_last_io_seconds_ago")
+        if info.get("master_link_status") != "up":
+            problems.append("replica is not connected to its master")
+    else:
+        replicas = [v for k, v in info.items() if re.fullmatch(r"slave\d+", k)]
+        details["connected_replicas"] = info.get("connected_slaves", 0)
+        lags = [int(r.get("lag", 0)) for r in replicas if isinstance(r, dict)]
+        details["replica_lag_seconds"] = max(lags) if lags else None
+    return Health(
+        ok=not problems,
+        version=str(info.get("redis_version")),
+        size_bytes=int(info.get("used_memory", 0)),
+        details=details,
+        error="; ".join(problems) or None,
+    )

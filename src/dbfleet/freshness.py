@@ -1,0 +1,158 @@
+"""Backup freshness against each database's RPO.
+
+The age of a database's latest snapshot in its repository (snapshots are
+published only when complete, so the latest is the latest good one) is
+compared with its ``rpo``. States:
+
+- ``fresh``: age <= rpo;
+- ``stale``: age > rpo, or no snapshot at all;
+- ``no-rpo``: no ``rpo`` set; the age is reported, nothing is alerted;
+- ``error``: the repository could not be read; nothing is concluded (the
+  last known state stands, and the log says why).
+
+For a server entry (``all_databases``) the age is that of its newest member
+snapshot; each member's latest snapshot is listed under ``members``.
+
+The source is the repository, not the job catalog, so manual backups count
+and a catalog that says "ok" cannot hide a snapshot that is gone.
+:class:`SnapshotIndex` keeps what it has read, so a check every minute loads
+only manifests it has not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dbfleet.errors import DbfleetError
+from dbfleet.schedule.config import Scheduling, format_span
+
+if TYPE_CHECKING:
+    from dbfleet.config import Inventory
+    from dbfleet.repo import Repository
+
+
+class RepositorySource(Protocol):
+    def get(self, name: str) -> Repository: ...
+
+
+@dataclass
+class Freshness:
+    database: str
+    repository: str | None
+    state: str
+    rpo_seconds: float | None = None
+    latest_snapshot: str | None = None
+    latest_time: datetime | None = None
+    age_seconds: float | None = None
+    error: str | None = None
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def age(self) -> str:
+        if self.age_seconds is None:
+            return "never"
+        return format_span(timedelta(seconds=int(self.age_seconds)))
+
+    @property
+    def rpo(self) -> str:
+        return "-" if self.rpo_seconds is None else format_span(timedelta(seconds=self.rpo_seconds))
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["latest_time"] = self.latest_time.isoformat() if self.latest_time else None
+        out["age"] = self.age
+        out["rpo"] = self.rpo
+        return out
+
+
+class SnapshotIndex:
+    """``(database, finished)`` of every snapshot seen, per repository."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, dict[str, tuple[str, datetime]]] = {}
+
+    def latest(self, name: str, repo: Repository) -> dict[str, tuple[str, datetime]]:
+        """``{database: (snapshot id, finished)}`` for the newest snapshot of each."""
+        ids = {n.removeprefix("snapshots/") for n in repo.list_names("snapshots/")}
+        known = self._known.setdefault(name, {})
+        for gone in set(known) - ids:
+            del known[gone]
+        for snapshot_id in sorted(ids - set(known)):
+            snapshot = repo.load_snapshot(snapshot_id)
+            known[snapshot_id] = (snapshot.database, snapshot.finished)
+        newest: dict[str, tuple[str, datetime]] = {}
+        for snapshot_id, (database, finished) in known.items():
+            if database not in newest or finished > newest[database][1]:
+                newest[database] = (snapshot_id, finished)
+        return newest
+
+
+def _judge(item: Freshness, rpo: timedelta | None, now: datetime) -> Freshness:
+    item.rpo_seconds = rpo.total_seconds() if rpo is not None else None
+    if item.latest_time is not None:
+        item.age_seconds = round((now - item.latest_time).total_seconds(), 3)
+    if rpo is None:
+        item.state = "no-rpo"
+    elif item.latest_time is None or now - item.latest_time > rpo:
+        item.state = "stale"
+    else:
+        item.state = "fresh"
+    return item
+
+
+def check_freshness(
+    inventory: Inventory,
+    scheduling: Scheduling,
+    repos: RepositorySource,
+    *,
+    now: datetime | None = None,
+    databases: Iterable[str] | None = None,
+    index: SnapshotIndex | None = None,
+) -> list[Freshness]:
+    """One :class:`Freshness` per inventory database (or per ``databases``)."""
+    now = now or datetime.now(UTC)
+    index = index or SnapshotIndex()
+    names = list(databases) if databases is not None else list(inventory.databases)
+    latest_by_repo: dict[str, dict[str, tuple[str, datetime]] | str] = {}
+    results = []
+    for name in names:
+        db = inventory.database(name)
+        repo_name = db.repository
+        item = Freshness(database=name, repository=repo_name, state="error")
+        if repo_name is None:
+            item.error = "no repository"
+            results.append(item)
+            continue
+        if repo_name not in latest_by_repo:
+            try:
+                latest_by_repo[repo_name] = index.latest(repo_name, repos.get(repo_name))
+            except DbfleetError as exc:
+                latest_by_repo[repo_name] = f"cannot read repository {repo_name}: {exc}"
+        latest = latest_by_repo[repo_name]
+        if isinstance(latest, str):
+            item.error = latest
+            results.append(item)
+            continue
+        if db.all_databases:
+            for member, (snapshot_id, finished) in sorted(latest.items()):
+                if member.startswith(f"{name}/"):
+                    item.members[member] = {
+                        "latest_snapshot": snapshot_id,
+                        "latest_time": finished.isoformat(),
+                        "age_seconds": round((now - finished).total_seconds(), 3),
+                    }
+            candidates = [
+                (finished, sid)
+                for member, (sid, finished) in latest.items()
+                if member.startswith(f"{name}/")
+            ]
+        else:
+            candidates = [(latest[name][1], latest[name][0])] if name in latest else []
+        if candidates:
+            finished, snapshot_id = max(candidates)
+            item.latest_time, item.latest_snapshot = finished, snapshot_id
+        results.append(_judge(item, scheduling.database(name).rpo, now))
+    return results
