@@ -5,10 +5,12 @@ the inventory (``serve.catalog`` or ``--catalog`` choose another). Written by
 ``dbfleet serve`` only (one serve per catalog: it holds ``<catalog>.lock``),
 read by ``dbfleet jobs`` at any time (WAL mode: readers never block it).
 
-Table ``runs``: one row per attempt. ``status`` is ``running`` while it runs,
-then ``ok``, ``failed``, ``timeout``, ``aborted`` (stopped by a shutdown) or
-``skipped`` (not run: missed while serve was stopped with ``missed_runs:
-skip``, or the previous run of the same job was still going). ``bytes`` is,
+Table ``runs``: one row per attempt. ``status`` is ``queued`` while it waits
+(for a free slot, for its database or repository, or for a retry's time),
+``running`` while it runs, then ``ok``, ``failed``, ``timeout``, ``aborted``
+(stopped by a shutdown, or its serve died) or ``skipped`` (not run: missed
+while serve was stopped with ``missed_runs: skip``, or the same job was
+still running or queued). ``bytes`` is,
 per kind: backup and copy, bytes added to the repository; verify, bytes
 restored; prune, bytes freed; forget, 0. Times are ISO 8601 UTC text.
 
@@ -34,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from dbfleet.errors import LockedError, OperationError, UsageError
+from dbfleet.errors import OperationError, UsageError
 
-STATUSES = ("running", "ok", "failed", "timeout", "aborted", "skipped")
+STATUSES = ("queued", "running", "ok", "failed", "timeout", "aborted", "skipped")
 FINISHED = ("ok", "failed", "timeout", "aborted", "skipped")
 
 MIGRATIONS: list[str] = [
@@ -50,7 +52,7 @@ MIGRATIONS: list[str] = [
         database TEXT,
         trigger TEXT NOT NULL,
         scheduled_at TEXT,
-        started_at TEXT NOT NULL,
+        started_at TEXT,
         finished_at TEXT,
         duration_seconds REAL,
         status TEXT NOT NULL,
@@ -148,8 +150,12 @@ class Catalog:
         except sqlite3.Error as exc:
             raise OperationError(f"cannot open job catalog {path}: {exc}") from None
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._migrate(create)
+        try:
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._migrate(create)
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -165,8 +171,7 @@ class Catalog:
             return
         if not create:
             raise UsageError(
-                f"job catalog {self.path} needs an upgrade (schema {version} -> "
-                f"{SCHEMA_VERSION})",
+                f"job catalog {self.path} needs an upgrade (schema {version} -> {SCHEMA_VERSION})",
                 hint="start 'dbfleet serve' once to upgrade it",
             )
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -202,7 +207,7 @@ class Catalog:
 
     # -- runs --------------------------------------------------------------
 
-    def start_run(
+    def add_run(
         self,
         *,
         job: str,
@@ -211,16 +216,27 @@ class Catalog:
         database: str | None,
         trigger: str,
         scheduled_at: datetime | None,
-        started_at: datetime,
         attempt: int = 1,
+        started_at: datetime | None = None,
+        status: str = "queued",
     ) -> int:
+        """A new run, ``queued`` (not started yet) or ``running``."""
+        if status not in ("queued", "running"):
+            raise ValueError(f"a new run is queued or running, not {status!r}")
         cursor = self._db.execute(
             "INSERT INTO runs (job, kind, target, database, trigger, scheduled_at, started_at, "
-            "status, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
-            (job, kind, target, database, trigger, iso(scheduled_at), iso(started_at), attempt),
-        )
+            "status, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job, kind, target, database, trigger, iso(scheduled_at), iso(started_at), status,
+             attempt),
+        )  # fmt: skip
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def mark_started(self, run_id: int, started_at: datetime) -> None:
+        self._db.execute(
+            "UPDATE runs SET status = 'running', started_at = ? WHERE id = ?",
+            (iso(started_at), run_id),
+        )
 
     def finish_run(
         self,
@@ -273,7 +289,7 @@ class Catalog:
     ) -> int:
         """A finished run in one call: skipped fire times, and manual runs
         (``trigger="manual"``) that a command chooses to record."""
-        run_id = self.start_run(
+        run_id = self.add_run(
             job=job,
             kind=kind,
             target=target,
@@ -282,6 +298,7 @@ class Catalog:
             scheduled_at=scheduled_at,
             started_at=started_at,
             attempt=attempt,
+            status="running",
         )
         self.finish_run(
             run_id,
@@ -311,7 +328,8 @@ class Catalog:
         limit: int | None = 50,
     ) -> list[Run]:
         """Newest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if database is not None:
             where.append("(database = ? OR database LIKE ? OR target = ?)")
             args += [database, f"{database}/%", database]
@@ -343,11 +361,11 @@ class Catalog:
         return {job: datetime.fromisoformat(when) for job, when in rows}
 
     def mark_interrupted(self, now: datetime, reason: str) -> int:
-        """Runs still ``running`` (their serve died without recording an end)
-        become ``aborted``. Returns how many."""
+        """Runs still ``queued`` or ``running`` (their serve stopped without
+        recording an end) become ``aborted``. Returns how many."""
         cursor = self._db.execute(
             "UPDATE runs SET status = 'aborted', finished_at = ?, error = ? "
-            "WHERE status = 'running'",
+            "WHERE status IN ('queued', 'running')",
             (iso(now), reason),
         )
         return cursor.rowcount
@@ -414,6 +432,41 @@ class Catalog:
         self.set_meta("last_tick", value)
 
 
+def record_manual_run(
+    path: Path,
+    *,
+    kind: str,
+    target: str,
+    database: str | None,
+    started_at: datetime,
+    duration_seconds: float,
+    ok: bool,
+    bytes: int | None = None,
+    snapshot: str | None = None,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Record a run started by hand (``dbfleet backup``, ...) with trigger
+    ``manual``. Safe while serve runs: SQLite serializes the two writers. A
+    manual run has no fire time, so it never stands in for a scheduled one."""
+    with Catalog(path) as catalog:
+        return catalog.record_run(
+            job=f"{kind}:{target}",
+            kind=kind,
+            target=target,
+            database=database,
+            trigger="manual",
+            scheduled_at=None,
+            started_at=started_at,
+            status="ok" if ok else "failed",
+            duration_seconds=duration_seconds,
+            bytes=bytes,
+            snapshot=snapshot,
+            error=error,
+            details=details,
+        )
+
+
 @contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold ``<catalog>.lock`` for the block: one serve per catalog."""
@@ -426,7 +479,7 @@ def exclusive(path: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise LockedError(
+            raise OperationError(
                 f"job catalog {path} is in use by {holder}",
                 hint="one 'dbfleet serve' per catalog; stop the other or set serve.catalog",
             ) from None

@@ -27,6 +27,13 @@ from pydantic import (
 )
 
 from dbfleet.errors import ConfigError, UsageError
+from dbfleet.schedule.config import (
+    DatabaseSchedule,
+    NotificationConfig,
+    PositiveSpan,
+    ScheduleDefaults,
+    ServeConfig,
+)
 
 DEFAULT_PATH = "dbfleet.yaml"
 SERVER_ENGINES = {"postgresql", "mysql", "redis", "clickhouse", "influxdb"}
@@ -162,6 +169,15 @@ class DatabaseConfig(_Strict):
     exclude: list[str] = Field(
         default_factory=list, description="with all_databases: glob patterns of names to skip"
     )
+    schedule: DatabaseSchedule | None = Field(
+        default=None, description="cron per job (backup, verify, forget, copy); see serve"
+    )
+    rpo: PositiveSpan | None = Field(
+        default=None, description="alert when the latest snapshot is older than this (26h)"
+    )
+    rto: PositiveSpan | None = Field(
+        default=None, description="a scheduled verify fails when its restore takes longer"
+    )
 
     @field_validator("engine")
     @classmethod
@@ -194,6 +210,9 @@ class Inventory(_Strict):
     version: Literal[1] = 1
     repositories: dict[str, RepositoryConfig] = Field(default_factory=dict)
     databases: dict[str, DatabaseConfig] = Field(default_factory=dict)
+    schedule: ScheduleDefaults = Field(default_factory=ScheduleDefaults)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    notifications: list[NotificationConfig] = Field(default_factory=list)
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -230,6 +249,9 @@ class Inventory(_Strict):
                     f"databases.{name}.repository: no repository named {db.repository!r} "
                     f"(defined: {', '.join(sorted(self.repositories)) or 'none'})"
                 )
+        from dbfleet.schedule.inventory import problems_of
+
+        problems.extend(problems_of(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -121,7 +121,13 @@ def check_freshness(
     for name in names:
         db = inventory.database(name)
         repo_name = db.repository
-        item = Freshness(database=name, repository=repo_name, state="error")
+        rpo = scheduling.database(name).rpo
+        item = Freshness(
+            database=name,
+            repository=repo_name,
+            state="error",
+            rpo_seconds=rpo.total_seconds() if rpo is not None else None,
+        )
         if repo_name is None:
             item.error = "no repository"
             results.append(item)
@@ -154,5 +160,5 @@ def check_freshness(
         if candidates:
             finished, snapshot_id = max(candidates)
             item.latest_time, item.latest_snapshot = finished, snapshot_id
-        results.append(_judge(item, scheduling.database(name).rpo, now))
+        results.append(_judge(item, rpo, now))
     return results

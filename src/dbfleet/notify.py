@@ -105,6 +105,7 @@ class Event:
         """Human text: the title, then the details that matter."""
         lines = [self.title]
         details: dict[str, Any] = {}
+        keys: tuple[str, ...]
         if self.job:
             keys = ("job", "status", "attempt", "scheduled_at", "started_at", "duration_seconds",
                     "snapshot", "bytes", "error")  # fmt: skip
@@ -137,9 +138,7 @@ def _scrub(text: str, secrets: Sequence[str | None]) -> str:
     return text
 
 
-def _post_json(
-    url: str, document: dict[str, Any], headers: dict[str, str], timeout: float
-) -> None:
+def _post_json(url: str, document: dict[str, Any], headers: dict[str, str], timeout: float) -> None:
     request = urllib.request.Request(
         url,
         data=json.dumps(document).encode(),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -114,7 +114,8 @@ def populate(client: redis.Redis, users: int = 200) -> None:
         pipe.xadd("events:stream", {"kind": "click", "n": j})
     pipe.xadd("events:stream", {"other": "fields"})
     pipe.execute()
-    client.xdel("events:stream", client.xrange("events:stream", count=1)[0][0])
+    first = cast(list[tuple[bytes, Any]], client.xrange("events:stream", count=1))
+    client.xdel("events:stream", first[0][0])
     client.xgroup_create("events:stream", "readers", id="0")
     client.xreadgroup("readers", "c1", {"events:stream": ">"}, count=2)
 
@@ -169,13 +170,10 @@ def redis_instance(tmp_path: Path) -> Iterator[Callable[[Path], RedisInstance]]:
 
     def start(rdb_file: Path) -> RedisInstance:
         port = _free_port()
-        proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(rdb_file.parent),
-             "--dbfilename", rdb_file.name, "--save", "", "--appendonly", "no",
-             "--logfile", str(tmp_path / f"redis-{port}.log")],  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(rdb_file.parent),
+                "--dbfilename", rdb_file.name, "--save", "", "--appendonly", "no",
+                "--logfile", str(tmp_path / f"redis-{port}.log")]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proc)
         instance = RedisInstance(port, rdb_file.parent)
         deadline = time.monotonic() + 20

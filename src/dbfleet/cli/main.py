@@ -87,10 +87,11 @@ def main(
 
 
 def _register() -> None:
-    from dbfleet.cli import backup, config_cmd, copy, demo, repo, retention
+    from dbfleet.cli import backup, config_cmd, copy, demo, repo, retention, serve
 
     backup.register(app)
     copy.register(app)
+    serve.register(app)
     retention.register(app)
     demo.register(app)
     app.add_typer(repo.app, name="repo")

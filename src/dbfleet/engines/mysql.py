@@ -8,6 +8,11 @@ Backup
     written as hex (``--hex-blob``), the connection uses ``utf8mb4`` and
     TIMESTAMP values UTC; ``--skip-add-locks``, because MariaDB cannot
     replay ``LOCK TABLES`` dumps of tables whose defaults use a sequence.
+    ``--skip-extended-insert``: one INSERT per row, so a changed row changes
+    only its line and the chunks after it deduplicate (mysqldump cuts
+    extended INSERTs by length: one longer row would move every later cut);
+    the dump is ~15% larger before compression and the same after, and a
+    restore joins the rows into statements of about 1 MiB again.
     With the binary log on, ``--master-data=2`` (``--source-data=2`` for
     MySQL 8.0.26+) has the tool write the binlog file and position of its own
     snapshot into the dump (MariaDB takes it from the consistent snapshot,
@@ -33,14 +38,13 @@ Backup
     views, routines and events and the database's character set, used by
     restores to check for conflicts up front.
 
-    ``globals`` (with ``globals: true``): accounts, roles and grants as SQL,
-    read with ``SHOW CREATE USER`` and ``SHOW GRANTS`` per account (works on
-    MySQL and MariaDB alike and does not depend on the dump tool; MariaDB's
-    ``--system=users`` would also replay ``IDENTIFIED`` clauses in GRANTs and
-    so reset existing accounts' passwords). Accounts are written as
-    ``CREATE USER IF NOT EXISTS`` / ``CREATE ROLE IF NOT EXISTS``; built-in
-    accounts (root@localhost, mariadb.sys, mysql.*, debian-sys-maint,
-    anonymous) are left out. Needs SELECT on ``mysql.user``.
+    ``globals`` (with ``globals: true``, :mod:`dbfleet.engines.mysql_globals`):
+    accounts, roles and grants as SQL, read with ``SHOW CREATE USER`` and
+    ``SHOW GRANTS`` per account. Accounts are written as ``CREATE USER IF
+    NOT EXISTS`` / ``CREATE ROLE IF NOT EXISTS``, GRANTs without their
+    ``IDENTIFIED`` clause; built-in accounts (root@localhost, mariadb.sys,
+    mysql.*, debian-sys-maint, anonymous) are left out. Needs SELECT on
+    ``mysql.user``.
 
 Restore (into this engine's database, created with the source's character
 set if missing)
@@ -63,15 +67,16 @@ set if missing)
       (``DEFAULT nextval(`src`.`seq`)``) are made relative, so a copy under
       another name uses its own sequence.
     * ``include_globals`` replays the ``globals`` stream first: accounts that
-      exist already keep their authentication (logged), grants are applied.
+      exist already keep their authentication (logged), grants are applied
+      (those already in place are skipped).
 
 Restore of tables (``tables=("orders", ...)``: table or sequence names)
     The preamble and the selected tables' sections: definition, rows and the
-    table's triggers. Views, routines and events are not restored. A foreign
-    key to a table that is not restored is created anyway (checks are off),
-    and a table whose default uses a sequence needs that sequence (name it
-    too, or have it in the target). Conflict check and ``clean`` as above,
-    for the selected tables only.
+    table's triggers. A sequence that a selected table's default uses is
+    restored along when the target lacks it. Views, routines and events are
+    not restored. A foreign key to a table that is not restored is created
+    anyway (checks are off). Conflict check and ``clean`` as above, for the
+    selected tables only.
 
 Options (``options:``): ``bin_dir`` (where the client tools live),
 ``connect_timeout`` (seconds, default 10), ``no_definer``,
@@ -107,16 +112,16 @@ from dbfleet.engines.base import (
     StreamSource,
 )
 from dbfleet.engines.mysql_dump import DumpScanner, ScanTap, filter_dump, quote
+from dbfleet.engines.mysql_globals import read_globals, replay_globals
 from dbfleet.engines.mysql_server import (
-    ACCOUNT_MARK,
     Location,
     ServerInfo,
     Tool,
-    account_grants,
+    can_set_definer,
     connect_error,
     existing_objects,
     health_details,
-    read_globals,
+    restore_hint,
     server_info,
     with_dbname,
 )
@@ -179,7 +184,8 @@ class MySQLEngine:
     @contextmanager
     def _connect(self, *, database: bool = True) -> Iterator[pymysql.connections.Connection[Any]]:
         """An autocommit utf8mb4 connection (to the database unless
-        ``database=False``); ``EngineError`` saying what to check."""
+        ``database=False``); ``EngineError`` saying what to check, also for
+        statements of the block that fail."""
         loc, password = self.location, self._password()
         try:
             conn = pymysql.connect(**loc.pymysql_args(
@@ -190,6 +196,9 @@ class MySQLEngine:
             raise connect_error(exc, self.config, loc, password, database) from None
         try:
             yield conn
+        except pymysql.Error as exc:
+            where = loc.describe(None if database else "")
+            raise EngineError(f"MySQL {where}: {exc.args[-1]}") from None
         finally:
             conn.close()
 
@@ -243,9 +252,17 @@ class MySQLEngine:
             if globals_sql is not None:
                 sink.write_stream("globals", io.BytesIO(globals_sql.encode()), "application/sql")
             full = [tool.path, f"--defaults-extra-file={optfile}", *argv, "--", loc.dbname]
-            with dump_process(full, env) as stdout:
-                tap = ScanTap(cast(io.BufferedIOBase, stdout), scanner)
-                sink.write_stream("dump", cast(BinaryIO, tap), "application/sql")
+            try:
+                with dump_process(full, env) as stdout:
+                    tap = ScanTap(cast(io.BufferedIOBase, stdout), scanner)
+                    sink.write_stream("dump", cast(BinaryIO, tap), "application/sql")
+            except EngineError as exc:
+                if "insufficient privileges to SHOW CREATE" in exc.message:
+                    exc.hint = exc.hint or (
+                        "dumping routines and events of other definers needs SELECT on "
+                        "mysql.proc (MariaDB) or SHOW_ROUTINE (MySQL)"
+                    )
+                raise
         scanner.finish()
         if not scanner.completed:
             raise EngineError(f"{tool.name} output ended before its '-- Dump completed' trailer")
@@ -296,7 +313,7 @@ class MySQLEngine:
                 self._add_required_sequences(conn, catalog, wanted, created)
             strip = self.config.options.get("no_definer")
             if strip is None:
-                strip = not _can_set_definer(conn)
+                strip = not can_set_definer(conn)
         try:
             if options.include_globals:
                 if "globals" in names:
@@ -312,7 +329,11 @@ class MySQLEngine:
             with self._option_file() as (optfile, env):
                 argv = [self._tool("client").path, f"--defaults-extra-file={optfile}",
                         *Tool.CLIENT_ARGS, f"--database={dbname}"]  # fmt: skip
-                restore_process(argv, chunks, env)
+                try:
+                    restore_process(argv, chunks, env)
+                except EngineError as exc:
+                    exc.hint = exc.hint or restore_hint(exc.message)
+                    raise
         except BaseException:
             self._undo(created, options.clean, wanted)
             raise
@@ -363,7 +384,9 @@ class MySQLEngine:
     ) -> bool:
         dbname = self.location.dbname
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", dbname)
+            cur.execute(
+                "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (dbname,)
+            )
             if cur.fetchone():
                 return False
             create = f"CREATE DATABASE {quote(dbname)}"
@@ -428,37 +451,9 @@ class MySQLEngine:
                     cur.execute(f"DROP {keyword} IF EXISTS {quote(name)}")
 
     def _restore_globals(self, source: StreamSource) -> None:
-        """Replay the ``globals`` stream statement by statement: accounts that
-        exist keep their authentication, grants already in place are skipped
-        (granting a role needs its ADMIN OPTION even when nothing changes)."""
         script = b"".join(source.open_stream("globals")).decode()
         with self._connect(database=False) as conn, conn.cursor() as cur:
-            account, current = "", set()
-            for line in script.splitlines():
-                if line.startswith(ACCOUNT_MARK):
-                    account = line[len(ACCOUNT_MARK) :]
-                    try:
-                        current = set(account_grants(cur, account))
-                    except pymysql.Error:
-                        current = set()  # no such account (yet)
-                    continue
-                statement = line.strip().removesuffix(";")
-                if not statement or statement.startswith("--") or statement in current:
-                    continue
-                created = re.match(r"CREATE (?:USER|ROLE) IF NOT EXISTS (\S+)", statement)
-                subject = created[1] if created else account
-                try:
-                    cur.execute(statement)
-                    if created and cur.connection.show_warnings():
-                        log.info("globals: %s exists already; its authentication is kept", subject)
-                except pymysql.Error as exc:
-                    # The statement is not shown: it may hold a password hash.
-                    raise EngineError(
-                        f"globals: {statement.split(' ', 2)[0]} for {subject} failed: "
-                        f"{exc.args[-1]}",
-                        hint="replaying accounts needs CREATE USER and GRANT OPTION "
-                        "(and ADMIN OPTION on granted roles)",
-                    ) from None
+            replay_globals(cur, script)
 
     # -- fingerprint -----------------------------------------------------
 
@@ -496,17 +491,6 @@ def _read_catalog(source: StreamSource) -> dict[str, Any]:
     if not isinstance(catalog, dict) or catalog.get("format") != CATALOG_FORMAT:
         raise EngineError("the backup's catalog stream has an unknown format")
     return catalog
-
-
-def _can_set_definer(conn: pymysql.connections.Connection[Any]) -> bool:
-    """May the account create objects with another account as DEFINER?"""
-    with conn.cursor() as cur:
-        cur.execute("SHOW GRANTS FOR CURRENT_USER()")
-        grants = [str(row[0]) for row in cur.fetchall()]
-    return any(
-        re.match(r"GRANT (ALL PRIVILEGES|.*\b(SUPER|SET USER|SET_USER_ID)\b.*) ON \*\.\* TO", g)
-        for g in grants
-    )
 
 
 __all__ = ["MySQLEngine", "ServerInfo"]

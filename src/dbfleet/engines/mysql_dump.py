@@ -21,9 +21,16 @@ and ``DELIMITER ;``, where comment-like lines are not markers.
 * the catalog: tables, sequences, views, routines and events in the dump;
 * whether the dump is complete (its ``-- Dump completed`` trailer).
 
+Rows come in one of three layouts, all read alike: one INSERT per row
+(``--skip-extended-insert``, how dbfleet dumps), extended INSERTs on one
+line (MySQL's mysqldump) or one row per line after ``INSERT ... VALUES``
+(MariaDB 10.11). Runs of single-line INSERTs and of row lines are found with
+C-speed searches, so Python touches each row only to hash it.
+
 :func:`filter_dump` rewrites a dump on its way to the ``mysql`` client for
-a restore: only the sections of some tables, without ``DEFINER`` clauses,
-and with sequence references qualified by the source database unqualified.
+a restore: single-row INSERTs joined into statements of about 1 MiB, only
+the sections of some tables, without ``DEFINER`` clauses, and with sequence
+references qualified by the source database unqualified.
 """
 
 from __future__ import annotations
@@ -58,13 +65,18 @@ _BINLOG = re.compile(
 _MARIADB_GTID = re.compile(rb"^-- SET GLOBAL gtid_slave_pos='([^']*)'")
 _MYSQL_GTID = re.compile(rb"GTID_PURGED=(?:/\*!80000 '\+'\*/ )?'([^']*)'")
 _SETVAL = re.compile(rb"^(?:DO|SELECT) SETVAL\(`((?:[^`]|``)+)`, (-?\d+), (\d+)\)")
-_DROP_ROUTINE = re.compile(rb"^/\*!5\d{4} DROP (FUNCTION|PROCEDURE|EVENT) IF EXISTS `((?:[^`]|``)+)`")
+_DROP_ROUTINE = re.compile(
+    rb"^/\*!5\d{4} DROP (FUNCTION|PROCEDURE|EVENT) IF EXISTS `((?:[^`]|``)+)`"
+)
+_SEQUENCE_USE = re.compile(rb"(?:nextval|lastval)\((?:`(?:[^`]|``)+`\.)?`((?:[^`]|``)+)`\)", re.I)
 _HEADER_DB = re.compile(rb"^-- Host: .*?\s+Database: (.*)$")
-_DEFINER = re.compile(rb"DEFINER=(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|\w+)@(?:`(?:[^`]|``)*`|'[^']*'|[\w.%-]+)")
+_DEFINER = re.compile(
+    rb"DEFINER=(?:`(?:[^`]|``)*`|'(?:[^']|'')*'|\w+)@(?:`(?:[^`]|``)*`|'[^']*'|[\w.%-]+)"
+)
 _MASK = (1 << 64) - 1
 
-# Line classes (see _Lines.classify).
-OTHER, MARKER, BODY, INSERT, ROW = range(5)
+# Line classes (see _Lines.walk).
+OTHER, MARKER, BODY, INSERT, ROW, INSERTS = range(6)
 
 
 def unquote(identifier: bytes) -> str:
@@ -87,20 +99,61 @@ class _Lines:
         self.section: tuple[str, str] | None = None
         self.in_body = False
         self.in_rows = False
+        self.prefix = b""
+        """``INSERT INTO `t` VALUES `` of the last INSERT line or run."""
+        self._run_ends: dict[bytes, re.Pattern[bytes]] = {}
+
+    def walk(self, block: bytes) -> Iterator[tuple[int, bytes]]:
+        """The lines of ``block`` (complete lines, without the last newline)
+        with their class. A run of row lines (``ROW``) or of single-line
+        INSERTs into one table (``INSERTS``, with ``prefix``) comes as one
+        piece, found at C speed."""
+        pos, size = 0, len(block)
+        while pos <= size:
+            if self.in_rows:
+                # Rows on their own lines (MariaDB 10.11+); the last ends with ");".
+                end = block.find(b";\n", pos)
+                if end < 0 and block.endswith(b";"):
+                    end = size - 1
+                if end < 0:
+                    yield ROW, block[pos:]
+                    return
+                self.in_rows = False
+                yield ROW, block[pos : end + 1]
+                pos = end + 2
+                continue
+            nl = block.find(b"\n", pos)
+            if nl < 0:
+                nl = size
+            line = block[pos:nl]
+            if line.startswith(b"INSERT INTO ") and not self.in_body:
+                match = _INSERT.match(line)
+                if match is not None and line.endswith(b";"):
+                    # Single-line INSERTs: one per row (how dbfleet dumps) or
+                    # extended (MySQL's mysqldump); the run of one table's.
+                    self.prefix = line[: match.end()]
+                    run_end = self._run_ends.get(self.prefix)
+                    if run_end is None:
+                        run_end = re.compile(b"\n(?!" + re.escape(self.prefix) + b")")
+                        self._run_ends = {self.prefix: run_end}
+                    found = run_end.search(block, nl)
+                    nl = found.start() if found else size
+                    yield INSERTS, block[pos:nl]
+                    pos = nl + 1
+                    continue
+                self.prefix = line[: match.end()] if match else b""
+                self.in_rows = match is not None and not line.endswith(b";")
+                pos = nl + 1
+                yield INSERT, line
+                continue
+            pos = nl + 1
+            yield self.classify(line), line
 
     def classify(self, line: bytes) -> int:
-        if self.in_rows:
-            # Rows on their own lines (MariaDB 10.11+): the last ends with ");".
-            if line.endswith(b";"):
-                self.in_rows = False
-            return ROW
         if self.in_body:
             if line.startswith(b"DELIMITER ;") and not line.startswith(b"DELIMITER ;;"):
                 self.in_body = False
             return BODY
-        if line.startswith(b"INSERT INTO "):
-            self.in_rows = not line.endswith(b";")
-            return INSERT
         if line.startswith(b"DELIMITER ;;"):
             self.in_body = True
             return BODY
@@ -110,6 +163,19 @@ class _Lines:
                     self.section = (kind, unquote(line[len(prefix) :]))
                     return MARKER
         return OTHER
+
+
+def _rows_of_run(run: bytes, prefix: bytes) -> list[bytes]:
+    """The rows ``(...)`` of single-line INSERTs ``prefix(...);\n...``."""
+    parts = run[len(prefix) : -1].split(b";\n" + prefix)
+    if any(b"),(" in p for p in parts):  # extended INSERTs (or a string with "),(")
+        return [r for p in parts for r in (_ROW.findall(p) if b"),(" in p else (p,))]
+    return parts
+
+
+def _hash_sum(rows: Iterable[bytes]) -> int:
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return sum(from_bytes(blake2b(r, digest_size=8).digest(), "little") for r in rows)
 
 
 @dataclass
@@ -123,32 +189,36 @@ class DumpScanner:
             k: [] for k in ("tables", "sequences", "views", "functions", "procedures", "events")
         }
     )
+    requires: dict[str, list[str]] = field(default_factory=dict)
+    """Sequences each table's definition uses (``DEFAULT nextval(seq)``)."""
     binlog: dict[str, Any] | None = None
     gtid: str | None = None
     database: str | None = None
     completed: bool = False
-    bytes: int = 0
+    size: int = 0
 
     def __post_init__(self) -> None:
         self._lines = _Lines()
         self._pending = b""
         self._current: list[int] | None = None
+        self._prefix = b""
+        self._prefix_table: list[int] | None = None
 
     def feed(self, data: bytes) -> None:
         if not data:
             return
-        self.bytes += len(data)
+        self.size += len(data)
         end = data.rfind(b"\n")
         if end < 0:
             self._pending += data
             return
         block = self._pending + data[:end] if self._pending else data[:end]
         self._pending = data[end + 1 :]
-        self._scan(block.split(b"\n"))
+        self._scan(block)
 
     def finish(self) -> None:
         if self._pending:
-            self._scan([self._pending])
+            self._scan(self._pending)
             self._pending = b""
 
     def _table(self, name: str) -> list[int]:
@@ -157,36 +227,37 @@ class DumpScanner:
             entry = self.tables[name] = [0, 0]
         return entry
 
-    def _scan(self, lines: list[bytes]) -> None:
-        classify = self._lines.classify
-        blake2b = hashlib.blake2b
-        from_bytes = int.from_bytes
-        current = self._current
-        for line in lines:
-            kind = classify(line)
+    def _scan(self, block: bytes) -> None:
+        state, current = self._lines, self._current
+        for kind, piece in state.walk(block):
             if kind == ROW:
                 if current is not None:
-                    current[0] += 1
-                    current[1] += from_bytes(blake2b(line[:-1], digest_size=8).digest(), "little")
-            elif kind == INSERT:
-                match = _INSERT.match(line)
-                if match is None:
-                    current = None
-                    continue
-                current = self._table(unquote(b"`" + match.group(1) + b"`"))
-                if not self._lines.in_rows:
-                    rows = _ROW.findall(line, match.end())
+                    # "(..),\n(..),\n(..);" or a part of it ending with ","
+                    rows = piece[:-1].split(b",\n")
                     current[0] += len(rows)
-                    current[1] += sum(
-                        from_bytes(blake2b(r, digest_size=8).digest(), "little") for r in rows
-                    )
+                    current[1] += _hash_sum(rows)
+            elif kind in (INSERTS, INSERT):
+                current = self._table_of(state.prefix)
+                if current is not None and kind == INSERTS:
+                    rows = _rows_of_run(piece, state.prefix)
+                    current[0] += len(rows)
+                    current[1] += _hash_sum(rows)
             elif kind == MARKER:
                 self._marker()
-            elif kind == OTHER and line:
-                self._other(line)
+            elif kind == OTHER and piece:
+                self._other(piece)
         for entry in self.tables.values():
             entry[1] &= _MASK
         self._current = current
+
+    def _table_of(self, prefix: bytes) -> list[int] | None:
+        if prefix != self._prefix:
+            match = _INSERT.match(prefix)
+            self._prefix = prefix
+            self._prefix_table = (
+                self._table(unquote(b"`" + match.group(1) + b"`")) if match else None
+            )
+        return self._prefix_table
 
     def _marker(self) -> None:
         assert self._lines.section is not None
@@ -197,6 +268,12 @@ class DumpScanner:
             self.catalog[kind + "s"].append(name)
 
     def _other(self, line: bytes) -> None:
+        section = self._lines.section
+        if section is not None and section[0] == "table" and b"val(" in line:
+            for use in _SEQUENCE_USE.finditer(line):
+                needed = self.requires.setdefault(section[1], [])
+                if (name := unquote(b"`" + use.group(1) + b"`")) not in needed:
+                    needed.append(name)
         if line.startswith(b"-- "):
             if self.binlog is None and (m := _BINLOG.search(line)):
                 self.binlog = {"file": m.group(1).decode(), "position": int(m.group(2))}
@@ -246,6 +323,11 @@ class ScanTap:
 
 
 _OUT_BATCH = 1 << 20
+_JOIN_LIMIT = 1 << 20
+
+
+def _selected(section: tuple[str, str] | None, tables: frozenset[str]) -> bool:
+    return section is None or (section[0] in ("table", "data", "sequence") and section[1] in tables)
 
 
 def filter_dump(
@@ -265,21 +347,27 @@ def filter_dump(
         else None
     )
 
-    def keep(lines: list[bytes]) -> Iterator[bytes]:
-        for line in lines:
-            kind = state.classify(line)
-            if tables is not None:
-                section = state.section
-                if section is not None and not (
-                    section[0] in ("table", "data", "sequence") and section[1] in tables
-                ):
-                    continue
-            if kind not in (ROW, INSERT):
-                if strip_definers and b"DEFINER=" in line:
-                    line = _DEFINER.sub(b"", line)
-                if qualified is not None and b"val(`" in line:
-                    line = qualified.sub(rb"\1(", line)
-            yield line
+    def keep(block: bytes) -> Iterator[bytes]:
+        for kind, piece in state.walk(block):
+            if tables is not None and not _selected(state.section, tables):
+                continue
+            if kind == INSERTS:
+                # One INSERT per row (so that the dump chunks stably): joined
+                # into statements of about 1 MiB again for a fast replay.
+                joint = b";\n" + state.prefix
+                start = 0
+                while start < len(piece):
+                    cut = piece.find(joint, start + _JOIN_LIMIT)
+                    end = len(piece) if cut < 0 else cut + 1
+                    yield piece[start:end].replace(joint, b"\n,")
+                    start = end + 1
+                continue
+            if kind in (OTHER, MARKER, BODY):
+                if strip_definers and b"DEFINER=" in piece:
+                    piece = _DEFINER.sub(b"", piece)
+                if qualified is not None and b"val(`" in piece:
+                    piece = qualified.sub(rb"\1(", piece)
+            yield piece
 
     pending = b""
     out: list[bytes] = []
@@ -291,13 +379,13 @@ def filter_dump(
             continue
         block = pending + chunk[:end] if pending else chunk[:end]
         pending = chunk[end + 1 :]
-        for line in keep(block.split(b"\n")):
+        for line in keep(block):
             out.append(line)
             size += len(line) + 1
         if size >= _OUT_BATCH:
             yield b"\n".join(out) + b"\n"
             out, size = [], 0
     if pending:
-        out.extend(keep([pending]))
+        out.extend(keep(pending))
     if out:
         yield b"\n".join(out) + b"\n"

@@ -8,7 +8,6 @@ indicators, conflict checks and the ``globals`` SQL (accounts and grants).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -167,13 +166,13 @@ def server_info(conn: Connection, dbname: str) -> ServerInfo:
         cur.execute(
             "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM"
             " information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-            dbname,
+            (dbname,),
         )
         charset, collation = cur.fetchone() or (None, None)
         cur.execute(
             "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES"
             " WHERE TABLE_SCHEMA = %s",
-            dbname,
+            (dbname,),
         )
         (size,) = cur.fetchone() or (None,)
     flavor = "mariadb" if "mariadb" in f"{version} {comment}".lower() else "mysql"
@@ -252,6 +251,10 @@ class Tool:
         args = [
             "--single-transaction", "--quick", "--hex-blob", "--default-character-set=utf8mb4",
             "--tz-utc", "--comments", "--skip-dump-date", "--skip-add-locks", "--no-tablespaces",
+            # One INSERT per row: a changed row changes only its own line, so the
+            # chunks after it stay the same (extended INSERTs are cut by length,
+            # and every cut after a change would move); restores join them again.
+            "--skip-extended-insert",
             "--max-allowed-packet=1G",
         ]  # fmt: skip
         args += ["--routines", "--events", "--triggers"] if programs else ["--skip-triggers"]
@@ -349,83 +352,31 @@ def existing_objects(conn: Connection, dbname: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     with conn.cursor() as cur:
         for kind, query in queries.items():
-            cur.execute(query, dbname)
+            cur.execute(query, (dbname,))
             found[kind] = {str(r[0]) for r in cur.fetchall()}
     return found
 
 
-# -- globals: accounts and grants ---------------------------------------------
-
-BUILTIN_ACCOUNTS = {
-    ("root", "localhost"), ("mariadb.sys", "localhost"), ("mysql", "localhost"),
-    ("mysql.sys", "localhost"), ("mysql.session", "localhost"), ("mysql.infoschema", "localhost"),
-    ("debian-sys-maint", "localhost"),
-}  # fmt: skip
-_STRING = r"'(?:[^'\\]|\\.)*'"
-_AUTH_PART = rf"(?:\s+(?:USING|AS|BY)\s+(?:PASSWORD\s*\(\s*)?{_STRING}\)?)?"
-_IDENTIFIED = re.compile(
-    rf"\s+IDENTIFIED\s+(?:BY\s+PASSWORD\s+{_STRING}|BY\s+{_STRING}"
-    rf"|(?:VIA|WITH)\s+\w+{_AUTH_PART}(?:\s+OR\s+\w+{_AUTH_PART})*)"
-)
-
-
-ACCOUNT_MARK = "-- account "
+def restore_hint(message: str) -> str | None:
+    if "ERROR 1419" in message:
+        return (
+            "with the binary log on, creating functions needs SUPER: restore as such an "
+            "account or set log_bin_trust_function_creators = 1 on the server"
+        )
+    if "ERROR 1227" in message and ("SET USER" in message or "SUPER" in message):
+        return (
+            "objects keep their DEFINER: restore as an account with SET USER (or SUPER), "
+            "or set option no_definer: true"
+        )
+    return None
 
 
-def _account(user: str, host: str | None) -> str:
-    name = "`" + user.replace("`", "``") + "`"
-    return name if host is None else name + "@`" + host.replace("`", "``") + "`"
-
-
-def account_grants(cur: Any, account: str) -> list[str]:
-    """``SHOW GRANTS`` of an account without ``IDENTIFIED`` clauses (MariaDB
-    repeats the authentication there; replaying it would reset a password)."""
-    cur.execute(f"SHOW GRANTS FOR {account}")
-    return [_IDENTIFIED.sub("", str(grant)) for (grant,) in cur.fetchall()]
-
-
-def read_globals(conn: Connection, info: ServerInfo) -> str:
-    """Accounts, roles and their grants as SQL statements, one per line: all
-    ``CREATE`` statements, then each account's grants after a comment line
-    ``-- account `user`@`host```."""
+def can_set_definer(conn: Connection) -> bool:
+    """May the account create objects with another account as DEFINER?"""
     with conn.cursor() as cur:
-        try:
-            if info.flavor == "mariadb":
-                cur.execute(
-                    "SELECT User, Host, is_role FROM mysql.user ORDER BY is_role DESC, User, Host"
-                )
-            else:
-                cur.execute("SELECT User, Host, 'N' FROM mysql.user ORDER BY User, Host")
-            rows = [(str(u), str(h), str(r) == "Y") for u, h, r in cur.fetchall()]
-        except pymysql.Error as exc:
-            raise EngineError(
-                f"globals: cannot list accounts: {exc.args[-1]}",
-                hint="globals: true needs SELECT on mysql.user (or set globals: false)",
-            ) from None
-        if info.flavor == "mysql":
-            with contextlib.suppress(pymysql.Error):
-                cur.execute("SET SESSION print_identified_with_as_hex = ON")
-        creates: list[str] = []
-        grants: list[str] = []
-        for user, host, is_role in rows:
-            if (user, host) in BUILTIN_ACCOUNTS or not user or user == "PUBLIC":
-                continue
-            account = _account(user, None if is_role else host)
-            try:
-                if is_role:
-                    creates.append(f"CREATE ROLE IF NOT EXISTS {account};")
-                else:
-                    cur.execute(f"SHOW CREATE USER {account}")
-                    statement = str((cur.fetchone() or ("",))[0])
-                    creates.append(
-                        re.sub(r"^CREATE USER ", "CREATE USER IF NOT EXISTS ", statement) + ";"
-                    )
-                grants.append(f"{ACCOUNT_MARK}{account}")
-                grants += [g + ";" for g in account_grants(cur, account)]
-            except pymysql.Error as exc:
-                raise EngineError(
-                    f"globals: cannot read account {user}@{host}: {exc.args[-1]}",
-                    hint="globals: true needs SELECT on mysql.* to read other accounts' grants",
-                ) from None
-    header = f"-- dbfleet globals: accounts and grants of {info.flavor} {info.version}"
-    return "\n".join([header, *creates, *grants]) + "\n"
+        cur.execute("SHOW GRANTS FOR CURRENT_USER()")
+        grants = [str(row[0]) for row in cur.fetchall()]
+    return any(
+        re.match(r"GRANT (ALL PRIVILEGES|.*\b(SUPER|SET USER|SET_USER_ID)\b.*) ON \*\.\* TO", g)
+        for g in grants
+    )

@@ -8,8 +8,9 @@ Locations
 
 Backup, ``options.mode``
     ``logical`` (default): ``SCAN`` the database; per batch of keys one
-    ``MULTI``/``EXEC`` with ``TIME`` and ``PTTL`` + ``DUMP`` of each key, written
-    as the ``keys`` stream (format: :mod:`dbfleet.engines.redis_keys`).
+    read-only Lua script (``MULTI``/``EXEC`` where scripting is forbidden or
+    Redis < 7) returns each key's ``PEXPIRETIME`` and ``DUMP``, written as
+    the ``keys`` stream (format: :mod:`dbfleet.engines.redis_keys`).
     Works wherever a client may read (managed services that forbid
     replication too), covers exactly the url's database and restores online.
     *Not a point-in-time copy*: each batch is atomic, but keys written while
@@ -17,13 +18,18 @@ Backup, ``options.mode``
     re-created during it may be missed (``SCAN``'s guarantee covers keys that
     exist for the whole scan). The fingerprint is computed from the very
     payloads in the stream, so it always describes the backup exactly.
+    Memory: one batch, the largest single value, and about 80 bytes per key
+    (the set that drops keys ``SCAN`` returns twice).
     ``rdb``: ``redis-cli --rdb -`` fetches a point-in-time snapshot of the
     whole instance (every database, functions) over the replication
     protocol, straight into the ``rdb`` stream. Needs the ``SYNC``/``PSYNC``
     permission (managed services usually refuse it) and costs the server a
-    fork. The fingerprint is computed by parsing the RDB as it streams
-    (:mod:`dbfleet.engines.redis_rdb`); the snapshot's replication id and
-    offset are the consistency point.
+    fork; a server with disk-less replication waits
+    ``repl-diskless-sync-delay`` (default 5 s) before it forks. The
+    fingerprint is computed by parsing the RDB as it streams
+    (:mod:`dbfleet.engines.redis_rdb`), leaving out keys that had expired
+    when the backup began; the snapshot's replication id and offset are the
+    consistency point.
     Logical is the default because the inventory names a database, and only
     logical backups restore into a database of a running server, restore
     key patterns, and verify in a scratch database; choose ``rdb`` for a
@@ -48,7 +54,9 @@ Restore (into this engine's location)
       0600 next to the target and renamed into place; an existing file only
       with ``--clean``; refused while a local ``redis-server`` runs in that
       directory). Then start (or restart) the server on it. Keys expire by
-      their original times when the server loads the file.
+      their original times: a server loading the file drops those expired
+      since the backup, so verifying an old RDB snapshot of keys with TTLs
+      reports them missing (``volatile`` shows how many keys had a TTL).
 
 Tables and fingerprint
     Keys are grouped into tables by namespace: ``user:42`` is in ``user:*``,
@@ -59,6 +67,8 @@ Tables and fingerprint
     the server's internal encoding, so a restored copy digests the same.
     Expiry times are not digested (relative TTLs cannot match). An RDB
     fingerprint adds ``databases`` (count and digest of the other databases).
+    Beyond 1000 namespaces the database is one table, ``*``. With patterns
+    (``fingerprint(tables=...)``) the entries are keyed by those patterns.
 
 Targets: ``target(name)`` is a database number on the same server, a URL,
 or a path to an RDB file. ``scratch()`` is ``options.scratch_db`` or the
@@ -75,6 +85,10 @@ Options: ``mode``, ``separator``, ``scan_count`` (1000), ``on_existing``,
 
 Secrets: the password reaches redis-cli only as ``REDISCLI_AUTH`` in its
 environment (never ``-a``) and redis-py in-process; errors never show it.
+Not supported yet: TLS (``rediss://``), Redis Cluster. Values dbfleet
+cannot decode (Redis 7.4's hashes with field expiry) are fingerprinted by
+their raw bytes in logical mode; an RDB it cannot parse (version 12+) is
+stored without a fingerprint (logged), so verify refuses it.
 """
 
 from __future__ import annotations
@@ -83,10 +97,8 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis as redis_client
 from redis.backoff import NoBackoff
@@ -103,8 +115,9 @@ from dbfleet.engines.base import (
 )
 from dbfleet.engines.process import dump_process, find_tool, run_tool
 from dbfleet.engines.redis_keys import MEDIA_TYPE, FingerprintBuilder, IteratorReader
+from dbfleet.engines.redis_location import Location, with_db
 from dbfleet.engines.redis_logical import LogicalBackup, LogicalRestore, fingerprint_db
-from dbfleet.engines.redis_server import server_running_in, throwaway_server
+from dbfleet.engines.redis_server import health_from_info, server_running_in, throwaway_server
 from dbfleet.engines.redis_tap import RdbTap
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
@@ -119,47 +132,6 @@ CHOICES = {
 }
 RDB_MEDIA_TYPE = "application/x-redis-rdb"
 SCRATCH_PREFIX = "dbfleet-redis-scratch-"
-
-
-@dataclass(frozen=True)
-class _Location:
-    kind: str  # "tcp", "unix" or "file"
-    db: int
-    host: str = "127.0.0.1"
-    port: int = 6379
-    path: str = ""
-    user: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> _Location:
-        parts = urlsplit(url)
-        params = dict(parse_qsl(parts.query))
-        if set(params) - {"db"}:
-            raise UsageError("Redis url: the only query parameter is db")
-        user = unquote(parts.username) if parts.username else None
-        path = unquote(parts.path)
-        try:
-            if parts.scheme == "redis":
-                db = int(params.get("db") or path.strip("/") or 0)
-                return cls("tcp", db, parts.hostname or "127.0.0.1", parts.port or 6379, user=user)
-            if parts.scheme in ("unix", "rdb"):
-                if not path.startswith("/"):
-                    raise UsageError(f"{parts.scheme}:// url needs an absolute path: {url}")
-                kind = "unix" if parts.scheme == "unix" else "file"
-                return cls(kind, int(params.get("db", 0)), path=path, user=user)
-        except ValueError:
-            raise UsageError(f"Redis url has an invalid port or db number: {url}") from None
-        if parts.scheme == "rediss":
-            raise UsageError("TLS (rediss://) is not supported yet by the redis engine")
-        raise UsageError(
-            f"Redis url must start with redis://, unix:// or rdb://, got {parts.scheme}://"
-        )
-
-    def describe(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        if self.kind == "tcp":
-            return f"redis://{user}{self.host}:{self.port}/{self.db}"
-        return f"{'unix' if self.kind == 'unix' else 'rdb'}://{user}{self.path}?db={self.db}"
 
 
 class RedisEngine:
@@ -180,7 +152,7 @@ class RedisEngine:
             if value not in choices:
                 raise UsageError(f"redis option {option} must be one of {', '.join(choices)}")
         self.config = config
-        self.location = _Location.parse(config.url)
+        self.location = Location.parse(config.url)
         self.mode = str(config.options.get("mode", "logical"))
         self.separator = str(config.options.get("separator", ":")).encode()
         if not self.separator:
@@ -195,9 +167,9 @@ class RedisEngine:
         if name.isdigit():
             if self.location.kind == "file":
                 raise UsageError("the source is an RDB file: give a URL or a file path")
-            return self.config.with_changes(url=_with_db(self.config.url or "", int(name)))
+            return self.config.with_changes(url=with_db(self.config.url or "", int(name)))
         if "://" in name:
-            _Location.parse(name)
+            Location.parse(name)
             return self.config.with_changes(url=name)
         if "/" in name or name.endswith(".rdb"):
             path = Path(name).expanduser().absolute()
@@ -318,7 +290,7 @@ class RedisEngine:
                 info = self._call(client.info)
         except EngineError as exc:
             return Health(ok=False, error=str(exc))
-        return _health_from_info(info, loc.db)
+        return health_from_info(info, loc.db)
 
     # -- backup ----------------------------------------------------------
 
@@ -487,53 +459,3 @@ class RedisEngine:
                     other = fingerprint_db(client, FingerprintBuilder(self.separator), self._error)
                 result["databases"][str(db)] = other.total().entry()
         return result
-
-
-def _with_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "redis":
-        return parts._replace(path=f"/{db}", query="").geturl()
-    return parts._replace(query=f"db={db}").geturl()
-
-
-def _health_from_info(info: dict[str, Any], db: int) -> Health:
-    hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
-    keyspace = {k: v for k, v in info.items() if re.fullmatch(r"db\d+", k)}
-    details: dict[str, Any] = {
-        "keys": keyspace.get(f"db{db}", {}).get("keys", 0),
-        "expires": keyspace.get(f"db{db}", {}).get("expires", 0),
-        "keys_all_dbs": sum(int(v.get("keys", 0)) for v in keyspace.values()),
-        "connected_clients": info.get("connected_clients"),
-        "used_memory": info.get("used_memory"),
-        "maxmemory": info.get("maxmemory"),
-        "maxmemory_policy": info.get("maxmemory_policy"),
-        "evicted_keys": info.get("evicted_keys"),
-        "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
-        "rdb_last_bgsave_status": info.get("rdb_last_bgsave_status"),
-        "rdb_last_save_time": info.get("rdb_last_save_time"),
-        "rdb_changes_since_last_save": info.get("rdb_changes_since_last_save"),
-        "aof_enabled": bool(info.get("aof_enabled")),
-        "role": info.get("role"),
-    }
-    problems = []
-    if info.get("rdb_last_bgsave_status") not in (None, "ok"):
-        problems.append("the last RDB save failed (rdb_last_bgsave_status=err)")
-    if info.get("aof_enabled") and info.get("aof_last_write_status") not in (None, "ok"):
-        problems.append("AOF writes are failing")
-    if info.get("role") == "slave":
-        details["master_link_status"] = info.get("master_link_status")
-        details["master_last_io_seconds_ago"] = info.get("master_last_io_seconds_ago")
-        if info.get("master_link_status") != "up":
-            problems.append("replica is not connected to its master")
-    else:
-        replicas = [v for k, v in info.items() if re.fullmatch(r"slave\d+", k)]
-        details["connected_replicas"] = info.get("connected_slaves", 0)
-        lags = [int(r.get("lag", 0)) for r in replicas if isinstance(r, dict)]
-        details["replica_lag_seconds"] = max(lags) if lags else None
-    return Health(
-        ok=not problems,
-        version=str(info.get("redis_version")),
-        size_bytes=int(info.get("used_memory", 0)),
-        details=details,
-        error="; ".join(problems) or None,
-    )

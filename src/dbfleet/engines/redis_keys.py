@@ -277,6 +277,7 @@ class FingerprintBuilder:
     types: dict[str, _Tally] = field(default_factory=dict)
     _selector: KeySelector | None = None
     _collapsed: bool = False
+    _names: dict[bytes, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.patterns:
@@ -290,7 +291,14 @@ class FingerprintBuilder:
                 self.tables[pattern].add(digest, volatile)
             return
         self.types.setdefault(type_name, _Tally()).add(digest, volatile)
-        table = ALL_TABLE if self._collapsed else namespace_table(key, self.separator)
+        if self._collapsed:
+            table = ALL_TABLE
+        else:
+            index = key.find(self.separator)
+            prefix = key[: index + len(self.separator)] if index >= 0 else b""
+            table = self._names.get(prefix) or self._names.setdefault(
+                prefix, namespace_table(key, self.separator)
+            )
         self.tables.setdefault(table, _Tally()).add(digest, volatile)
         if len(self.tables) > MAX_TABLES and not self._collapsed:
             merged = _Tally()

@@ -14,6 +14,7 @@ from typing import Any, cast
 import redis as redis_client
 
 from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.redis_encodings import RdbFormatError
 from dbfleet.engines.redis_keys import (
     FingerprintBuilder,
     KeySelector,
@@ -24,7 +25,7 @@ from dbfleet.engines.redis_keys import (
     key_text,
     read_stream,
 )
-from dbfleet.engines.redis_rdb import RdbFormatError, digest_payload, payload_rdb_version
+from dbfleet.engines.redis_rdb import digest_payload, payload_rdb_version
 from dbfleet.errors import EngineError, UsageError
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,102 @@ def _ms(reply: Any) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
+# One atomic read per batch of keys: each key's expiry time and DUMP. A
+# script (unlike MULTI) costs one reply per key instead of three, about 2.5x
+# faster. It blocks the server like MULTI, and past busy-reply-threshold (5 s)
+# other clients would get BUSY errors, so each call stops after BATCH_BUDGET
+# bytes (-4: call again) and leaves values above BIG_VALUE (-3) to a MULTI of
+# their own. PEXPIRETIME (Redis 7) is the exact expiry time, so an unchanged
+# key is stored as the same bytes every time (deduplication).
+_READ_SCRIPT = """#!lua flags=no-writes
+local limit, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+local total = 0
+for _, key in ipairs(KEYS) do
+  local size = redis.call('MEMORY', 'USAGE', key)
+  if size and (size > limit or total > budget) then
+    out[#out + 1] = (size > limit) and -3 or -4
+    out[#out + 1] = false
+  else
+    total = total + (size or 0)
+    out[#out + 1] = redis.call('PEXPIRETIME', key)
+    out[#out + 1] = redis.call('DUMP', key)
+  end
+end
+return out
+"""
+BIG_VALUE = 32 << 20
+BATCH_BUDGET = 64 << 20
+Payload = tuple[bytes, int | None, bytes]
+
+
+class _BatchReader:
+    def __init__(self, client: redis_client.Redis, error: ErrorFn) -> None:
+        self.client = client
+        self.error = error
+        self.script: Any = client.register_script(_READ_SCRIPT)
+        try:
+            version = str(client.info("server").get("redis_version", "0"))
+        except redis_client.RedisError as exc:
+            raise error(exc, "INFO failed") from None
+        self.exact = int(version.split(".")[0]) >= 7  # has PEXPIRETIME and script flags
+        self.use_script = self.exact
+
+    def read(self, keys: list[bytes]) -> Iterator[Payload]:
+        pending = keys
+        while pending and self.use_script:
+            try:
+                reply = self.script(keys=pending, args=[BIG_VALUE, BATCH_BUDGET])
+            except redis_client.ResponseError as exc:
+                # scripting forbidden (ACL, managed services): MULTI does the same
+                log.info("reading keys with MULTI instead of a script: %s", exc)
+                self.use_script = False
+                break
+            except redis_client.RedisError as exc:
+                raise self.error(exc, "reading keys failed") from None
+            rest = []
+            for i, key in enumerate(pending):
+                expire, payload = reply[2 * i], reply[2 * i + 1]
+                if expire == -3:
+                    yield from self._multi([key])
+                elif expire == -4:
+                    rest.append(key)
+                elif payload is not None and expire != -2:
+                    yield key, (int(expire) if expire >= 0 else None), payload
+            pending = rest
+        if pending:
+            yield from self._multi(pending)
+
+    def _multi(self, keys: list[bytes]) -> Iterator[Payload]:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.time()
+        for key in keys:
+            if self.exact:
+                cast(Any, pipe).pexpiretime(key)  # typed for str keys only
+            else:
+                pipe.pttl(key)
+            pipe.dump(key)
+        try:
+            replies = pipe.execute()
+        except redis_client.RedisError as exc:
+            raise self.error(exc, "reading keys failed") from None
+        base = 0 if self.exact else _ms(replies[0])  # PTTL is relative to TIME
+        for i, key in enumerate(keys):
+            expire, payload = replies[1 + 2 * i], replies[2 + 2 * i]
+            if payload is not None and expire != -2:  # else gone since SCAN saw it
+                yield key, (base + int(expire) if expire >= 0 else None), payload
+
+
 def scan_payloads(
     client: redis_client.Redis, error: ErrorFn, *, match: bytes | None = None, count: int = 1000
-) -> Iterator[tuple[bytes, int | None, bytes]]:
+) -> Iterator[Payload]:
     """Every key of the client's database (``match``: a glob) as
     ``(key, expire_at_ms or None, DUMP payload)``, each key once.
 
-    Per ``SCAN`` batch one ``MULTI``/``EXEC`` reads ``TIME`` and each key's
-    ``PTTL`` and ``DUMP``: a key's value and expiry are read atomically.
-    ``SCAN`` may return a key twice; a set of 96-bit key hashes (about 80
-    bytes per key) drops the repeats."""
+    A key's value and expiry time are read atomically (per batch, in one
+    script or ``MULTI``). ``SCAN`` may return a key twice; a set of 96-bit key
+    hashes (about 80 bytes per key) drops the repeats."""
+    reader = _BatchReader(client, error)
     seen: set[bytes] = set()
     cursor = 0
     while True:
@@ -67,21 +154,7 @@ def scan_payloads(
                 seen.add(mark)
                 fresh.append(key)
         if fresh:
-            pipe = client.pipeline(transaction=True)
-            pipe.time()
-            for key in fresh:
-                pipe.pttl(key)
-                pipe.dump(key)
-            try:
-                replies = pipe.execute()
-            except redis_client.RedisError as exc:
-                raise error(exc, "reading keys failed") from None
-            now_ms = _ms(replies[0])
-            for i, key in enumerate(fresh):
-                ttl, payload = replies[1 + 2 * i], replies[2 + 2 * i]
-                if payload is None or ttl == -2:
-                    continue  # gone since SCAN saw it
-                yield key, (now_ms + int(ttl) if ttl >= 0 else None), payload
+            yield from reader.read(fresh)
         if cursor == 0:
             return
 
@@ -226,8 +299,8 @@ class LogicalRestore:
         if unmatched:
             raise UsageError(
                 f"no key in the backup matches {', '.join(map(repr, unmatched))}",
-                hint="--table takes Redis glob patterns, e.g. 'user:*' (the snapshot's "
-                "fingerprint lists its tables)",
+                hint="--table takes Redis glob patterns such as 'user:*'; the snapshot's "
+                "fingerprint lists its tables",
             )
         if count:
             examples = ", ".join(repr(key_text(k)) for k in existing)

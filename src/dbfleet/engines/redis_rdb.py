@@ -38,13 +38,20 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from dbfleet.engines.redis_encodings import (
+    Item,
+    RdbFormatError,
+    as_bytes,
+    as_int,
+    intset_items,
+    listpack_items,
+    lzf_decompress,
+    ziplist_items,
+)
+
 MOD128 = 1 << 128
 MODULE_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 MAX_RDB_VERSION = 11
-
-
-class RdbFormatError(Exception):
-    """The bytes are not a (supported) RDB serialization."""
 
 
 class RdbTruncatedError(RdbFormatError):
@@ -152,127 +159,6 @@ def read_string(r: BytesReader | QueueReader) -> bytes:
     raise RdbFormatError(f"unknown string encoding {n}")
 
 
-def lzf_decompress(data: bytes, length: int) -> bytes:
-    out = bytearray()
-    i, n = 0, len(data)
-    while i < n:
-        ctrl = data[i]
-        i += 1
-        if ctrl < 32:  # literal run of ctrl + 1 bytes
-            out += data[i : i + ctrl + 1]
-            i += ctrl + 1
-            continue
-        size = ctrl >> 5
-        if size == 7:
-            size += data[i]
-            i += 1
-        ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
-        i += 1
-        size += 2
-        if ref < 0:
-            raise RdbFormatError("corrupt LZF data")
-        if ref + size <= len(out):
-            out += out[ref : ref + size]
-        else:  # overlapping back reference: repeats the last bytes
-            pattern = out[ref:]
-            out += (pattern * (size // len(pattern) + 1))[:size]
-    if len(out) != length:
-        raise RdbFormatError("LZF data decompressed to the wrong length")
-    return bytes(out)
-
-
-# -- compact encodings (listpack, ziplist, intset) ------------------------------
-
-Item = bytes | int
-
-
-def listpack_items(blob: bytes) -> list[Item]:
-    items: list[Item] = []
-    i, end = 6, len(blob)
-    while i < end:
-        b = blob[i]
-        if b == 0xFF:
-            return items
-        if b < 0x80:  # 7-bit unsigned integer
-            items.append(b)
-            size = 1
-        elif b < 0xC0:  # 6-bit length string
-            n = b & 0x3F
-            items.append(blob[i + 1 : i + 1 + n])
-            size = 1 + n
-        elif b < 0xE0:  # 13-bit signed integer
-            v = ((b & 0x1F) << 8) | blob[i + 1]
-            items.append(v - (1 << 13) if v >= 1 << 12 else v)
-            size = 2
-        elif b < 0xF0:  # 12-bit length string
-            n = ((b & 0x0F) << 8) | blob[i + 1]
-            items.append(blob[i + 2 : i + 2 + n])
-            size = 2 + n
-        elif b == 0xF0:  # 32-bit length string
-            n = int.from_bytes(blob[i + 1 : i + 5], "little")
-            items.append(blob[i + 5 : i + 5 + n])
-            size = 5 + n
-        elif 0xF1 <= b <= 0xF4:  # 16, 24, 32, 64-bit signed integers
-            width = (2, 3, 4, 8)[b - 0xF1]
-            items.append(int.from_bytes(blob[i + 1 : i + 1 + width], "little", signed=True))
-            size = 1 + width
-        else:
-            raise RdbFormatError(f"bad listpack entry 0x{b:02x}")
-        i += size + (1 if size <= 127 else 2 if size < 16383 else 3 if size < 2097151 else
-                     4 if size < 268435455 else 5)  # fmt: skip
-    raise RdbFormatError("listpack without end marker")
-
-
-def ziplist_items(blob: bytes) -> list[Item]:
-    items: list[Item] = []
-    i, end = 10, len(blob)
-    while i < end:
-        if blob[i] == 0xFF:
-            return items
-        i += 5 if blob[i] == 0xFE else 1  # previous entry length
-        b = blob[i]
-        kind = b >> 6
-        if kind == 0:
-            n, i = b & 0x3F, i + 1
-        elif kind == 1:
-            n, i = ((b & 0x3F) << 8) | blob[i + 1], i + 2
-        elif kind == 2:
-            n, i = int.from_bytes(blob[i + 1 : i + 5], "big"), i + 5
-        else:
-            width = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}.get(b)
-            if width is not None:
-                items.append(int.from_bytes(blob[i + 1 : i + 1 + width], "little", signed=True))
-                i += 1 + width
-            elif 0xF1 <= b <= 0xFD:
-                items.append((b & 0x0F) - 1)
-                i += 1
-            else:
-                raise RdbFormatError(f"bad ziplist entry 0x{b:02x}")
-            continue
-        items.append(blob[i : i + n])
-        i += n
-    raise RdbFormatError("ziplist without end marker")
-
-
-def intset_items(blob: bytes) -> list[Item]:
-    width = int.from_bytes(blob[0:4], "little")
-    count = int.from_bytes(blob[4:8], "little")
-    if width not in (2, 4, 8) or len(blob) != 8 + width * count:
-        raise RdbFormatError("bad intset")
-    return [
-        int.from_bytes(blob[8 + k * width : 8 + (k + 1) * width], "little", signed=True)
-        for k in range(count)
-    ]
-
-
-def _b(item: Item) -> bytes:
-    return item if isinstance(item, bytes) else str(item).encode()
-
-
-def _i(item: Item) -> int:
-    return item if isinstance(item, int) else int(item)
-
-
 # -- canonical digests ---------------------------------------------------------
 
 
@@ -334,7 +220,7 @@ def read_value(r: BytesReader | QueueReader, rdb_type: int) -> tuple[str, bytes]
                 ordered.add(read_string(r))
         elif rdb_type == 10:
             for item in ziplist_items(read_string(r)):
-                ordered.add(_b(item))
+                ordered.add(as_bytes(item))
         else:
             for _ in range(read_length(r)):
                 container = read_length(r) if rdb_type == 18 else 2
@@ -344,7 +230,7 @@ def read_value(r: BytesReader | QueueReader, rdb_type: int) -> tuple[str, bytes]
                 else:
                     decode = listpack_items if rdb_type == 18 else ziplist_items
                     for item in decode(blob):
-                        ordered.add(_b(item))
+                        ordered.add(as_bytes(item))
         return "list", ordered.digest()
     if rdb_type in (2, 11, 20):
         members = _Unordered()
@@ -354,7 +240,7 @@ def read_value(r: BytesReader | QueueReader, rdb_type: int) -> tuple[str, bytes]
         else:
             decode = intset_items if rdb_type == 11 else listpack_items
             for item in decode(read_string(r)):
-                members.add(_b(item))
+                members.add(as_bytes(item))
         return "set", members.digest()
     if rdb_type in (4, 13, 16):
         fields = _Unordered()
@@ -364,7 +250,7 @@ def read_value(r: BytesReader | QueueReader, rdb_type: int) -> tuple[str, bytes]
         else:
             decode = ziplist_items if rdb_type == 13 else listpack_items
             for field, value in _pairs(decode(read_string(r))):
-                fields.add(_b(field), _b(value))
+                fields.add(as_bytes(field), as_bytes(value))
         return "hash", fields.digest()
     if rdb_type in (3, 5, 12, 17):
         zset = _Unordered()
@@ -375,7 +261,7 @@ def read_value(r: BytesReader | QueueReader, rdb_type: int) -> tuple[str, bytes]
         else:
             decode = ziplist_items if rdb_type == 12 else listpack_items
             for member, score in _pairs(decode(read_string(r))):
-                zset.add(_b(member), _score(float(_b(score))))
+                zset.add(as_bytes(member), _score(float(as_bytes(score))))
         return "zset", zset.digest()
     if rdb_type in (15, 19, 21):
         return "stream", _read_stream(r, rdb_type)
@@ -403,22 +289,25 @@ def _read_stream(r: BytesReader | QueueReader, rdb_type: int) -> bytes:
         master_seq = int.from_bytes(node_key[8:], "big")
         items = listpack_items(read_string(r))
         # master entry: count, deleted, number of fields, fields..., 0
-        n_master = _i(items[2])
-        master_fields = [_b(f) for f in items[3 : 3 + n_master]]
+        n_master = as_int(items[2])
+        master_fields = [as_bytes(f) for f in items[3 : 3 + n_master]]
         i = 3 + n_master + 1
         while i < len(items):
-            flags = _i(items[i])
-            ms = master_ms + _i(items[i + 1])
-            seq = master_seq + _i(items[i + 2])
+            flags = as_int(items[i])
+            ms = master_ms + as_int(items[i + 1])
+            seq = master_seq + as_int(items[i + 2])
             i += 3
             if flags & 2:  # same fields as the master entry
                 fields = master_fields
-                values = [_b(v) for v in items[i : i + len(fields)]]
+                values = [as_bytes(v) for v in items[i : i + len(fields)]]
                 i += len(fields)
             else:
-                n = _i(items[i])
+                n = as_int(items[i])
                 pairs = items[i + 1 : i + 1 + 2 * n]
-                fields, values = [_b(f) for f in pairs[0::2]], [_b(v) for v in pairs[1::2]]
+                fields, values = (
+                    [as_bytes(f) for f in pairs[0::2]],
+                    [as_bytes(v) for v in pairs[1::2]],
+                )
                 i += 1 + 2 * n
             i += 1  # lp-count of the entry
             if flags & 1:  # deleted

@@ -1,4 +1,5 @@
-"""Throw-away ``redis-server`` instances: load an RDB file to look inside it.
+"""Throw-away ``redis-server`` instances (load an RDB file to look inside it),
+and a server's health from its ``INFO``.
 
 The instance listens on a unix socket in a private directory (mode 0700),
 never on TCP, has no password, saves nothing (``save ""``, no AOF) and is
@@ -10,6 +11,7 @@ was. Loading needs a ``redis-server`` that reads the file's RDB version
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,11 +19,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import redis as redis_client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from dbfleet.engines.base import Health
 from dbfleet.engines.process import find_tool
 from dbfleet.errors import EngineError
 
@@ -116,3 +120,46 @@ def server_running_in(directory: Path) -> int | None:
         except OSError:
             continue
     return None
+
+
+def health_from_info(info: dict[str, Any], db: int) -> Health:
+    hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
+    keyspace = {k: v for k, v in info.items() if re.fullmatch(r"db\d+", k)}
+    details: dict[str, Any] = {
+        "keys": keyspace.get(f"db{db}", {}).get("keys", 0),
+        "expires": keyspace.get(f"db{db}", {}).get("expires", 0),
+        "keys_all_dbs": sum(int(v.get("keys", 0)) for v in keyspace.values()),
+        "connected_clients": info.get("connected_clients"),
+        "used_memory": info.get("used_memory"),
+        "maxmemory": info.get("maxmemory"),
+        "maxmemory_policy": info.get("maxmemory_policy"),
+        "evicted_keys": info.get("evicted_keys"),
+        "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+        "rdb_last_bgsave_status": info.get("rdb_last_bgsave_status"),
+        "rdb_last_save_time": info.get("rdb_last_save_time"),
+        "rdb_changes_since_last_save": info.get("rdb_changes_since_last_save"),
+        "aof_enabled": bool(info.get("aof_enabled")),
+        "role": info.get("role"),
+    }
+    problems = []
+    if info.get("rdb_last_bgsave_status") not in (None, "ok"):
+        problems.append("the last RDB save failed (rdb_last_bgsave_status=err)")
+    if info.get("aof_enabled") and info.get("aof_last_write_status") not in (None, "ok"):
+        problems.append("AOF writes are failing")
+    if info.get("role") == "slave":
+        details["master_link_status"] = info.get("master_link_status")
+        details["master_last_io_seconds_ago"] = info.get("master_last_io_seconds_ago")
+        if info.get("master_link_status") != "up":
+            problems.append("replica is not connected to its master")
+    else:
+        replicas = [v for k, v in info.items() if re.fullmatch(r"slave\d+", k)]
+        details["connected_replicas"] = info.get("connected_slaves", 0)
+        lags = [int(r.get("lag", 0)) for r in replicas if isinstance(r, dict)]
+        details["replica_lag_seconds"] = max(lags) if lags else None
+    return Health(
+        ok=not problems,
+        version=str(info.get("redis_version")),
+        size_bytes=int(info.get("used_memory", 0)),
+        details=details,
+        error="; ".join(problems) or None,
+    )

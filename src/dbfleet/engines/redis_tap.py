@@ -17,10 +17,10 @@ import string
 import threading
 from typing import IO, Any
 
+from dbfleet.engines.redis_encodings import RdbFormatError
 from dbfleet.engines.redis_keys import FingerprintBuilder
 from dbfleet.engines.redis_rdb import (
     QueueReader,
-    RdbFormatError,
     RdbInfo,
     RdbTruncatedError,
     read_rdb,

@@ -103,7 +103,9 @@ def format_span(span: timedelta | None) -> str:
 
 
 def _span_or_off(value: Any) -> timedelta | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in (OFF, "never")):
+    if value is None or value is False:  # YAML reads a bare `off` as false
+        return None
+    if isinstance(value, str) and value.strip().lower() in (OFF, "never"):
         return None
     return parse_span(value)
 
@@ -231,9 +233,13 @@ class ServeConfig(_Strict):
 Event = Literal["job_failed", "job_recovered", "database_stale", "database_fresh"]
 
 
+def _all_events() -> list[Event]:
+    return ["job_failed", "job_recovered", "database_stale", "database_fresh"]
+
+
 class _Channel(_Strict):
     name: str | None = Field(default=None, description="label in logs (default: type#index)")
-    events: list[Event] = Field(default_factory=lambda: list(EVENTS))
+    events: list[Event] = Field(default_factory=_all_events)
     timeout: PositiveSpan = Field(default=timedelta(seconds=10))
 
 
@@ -278,9 +284,7 @@ class SlackChannel(_UrlChannel):
     @classmethod
     def _url_is_secret(cls, url: str | None) -> str | None:
         if url is not None:
-            raise ValueError(
-                "a Slack webhook URL is a secret: use url_env or url_file, not url"
-            )
+            raise ValueError("a Slack webhook URL is a secret: use url_env or url_file, not url")
         return url
 
 

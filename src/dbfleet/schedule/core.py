@@ -252,8 +252,9 @@ def startable(
 
 def retry_delay(failed_attempt: int, backoff: timedelta, maximum: timedelta) -> timedelta:
     """Delay after attempt ``failed_attempt`` (1-based) failed: backoff, 2x, 4x, ... <= max."""
-    factor = 2 ** min(max(failed_attempt - 1, 0), 30)
-    return min(backoff * factor, maximum)
+    factor: int = 2 ** min(max(failed_attempt - 1, 0), 30)
+    delay: timedelta = backoff * factor
+    return min(delay, maximum)
 
 
 AlertAction = Literal["raise", "remind", "clear"]

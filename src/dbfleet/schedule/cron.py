@@ -51,7 +51,9 @@ def zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)") from None
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)"
+        ) from None
 
 
 class Cron:
@@ -66,9 +68,9 @@ class Cron:
         return f"Cron({self.expression!r}, {self.timezone!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Cron)
-            and (self.expression, self.timezone) == (other.expression, other.timezone)
+        return isinstance(other, Cron) and (self.expression, self.timezone) == (
+            other.expression,
+            other.timezone,
         )
 
     def __hash__(self) -> int:

@@ -89,12 +89,18 @@ def parse_scheduling(document: dict[str, Any], source: Path | None = None) -> Sc
         raise ConfigError(f"{source or 'inventory'} is invalid:", _format(exc)) from None
 
 
-def check(inventory: Inventory, scheduling: Scheduling) -> Scheduling:
-    problems = scheduling_problems(
-        scheduling,
+def problems_of(inventory: Inventory, scheduling: Scheduling | None = None) -> list[str]:
+    """Cross-reference problems of the scheduling settings (``Inventory``'s
+    own validator calls this once it declares the fields)."""
+    return scheduling_problems(
+        scheduling if scheduling is not None else scheduling_of(inventory),
         {name: list(db.copy_to) for name, db in inventory.databases.items()},
         set(inventory.databases),
     )
+
+
+def check(inventory: Inventory, scheduling: Scheduling) -> Scheduling:
+    problems = problems_of(inventory, scheduling)
     if problems:
         raise ConfigError(f"{inventory.source or 'inventory'} is invalid:", problems)
     return scheduling
