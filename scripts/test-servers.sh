@@ -44,8 +44,8 @@ as_user() { # as_user USER CMD...: run a command as a service user
 apt_install() {
     log "installing Debian packages: $*"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update
-    apt-get install -y --no-install-recommends "$@"
+    apt-get -o DPkg::Lock::Timeout=300 update
+    apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@"
 }
 
 write_env() { # join every server's env fragment into $STATE/env.sh

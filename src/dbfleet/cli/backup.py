@@ -34,6 +34,10 @@ def backup(
     into the repository. A dump tool that fails fails the backup, and no
     snapshot is recorded. With several databases, each is attempted; the exit
     code is 1 if any failed.
+
+    Redis: the default logical mode is not a point-in-time copy (each batch of
+    keys is atomic; keys changed during the scan may or may not be included);
+    `options.mode: rdb` takes a point-in-time copy of the whole instance.
     """
     st = state(ctx)
     inventory = st.inventory()
@@ -144,7 +148,8 @@ def restore(
         typer.Option(
             "--table",
             metavar="TABLE",
-            help="Restore only this table (repeatable), e.g. public.orders.",
+            help="Restore only this table (repeatable), e.g. public.orders; "
+            "Redis: a key pattern such as 'user:*'.",
         ),
     ] = None,
     clean: Annotated[
@@ -200,7 +205,8 @@ def verify(
 
     The scratch target is the database's `scratch:` from the inventory, or a
     temporary database next to the source, dropped afterwards. Exit code 3
-    when the restored data differs from what was backed up.
+    when the restored data differs from what was backed up. Redis RDB
+    snapshots are loaded into a throw-away local redis-server.
     """
     st = state(ctx)
     with output.byte_progress(output.interactive(json_output), "verify", None) as advance:
