@@ -40,6 +40,23 @@ influx_running() {
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == influxd ]]
 }
 
+influx_spawn() {
+    # influxd does not daemonize: start it in a new session with none of our
+    # descriptors (else it would hold the caller's output pipes open, and a
+    # CI job reading them would never see their end).
+    (
+        cd "$INFLUX_STATE" || exit 1
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd=${fd##*/}
+            if [[ $fd =~ ^[0-9]+$ && $fd -gt 2 ]]; then
+                eval "exec $fd>&-" 2>/dev/null || true
+            fi
+        done
+        as_user influxdb setsid -f "$INFLUX_BIN" -config "$INFLUX_CONF" \
+            -pidfile "$INFLUX_PID" </dev/null >>"$INFLUX_LOG" 2>&1
+    )
+}
+
 influx_configure() {
     # Rewritten on every start so that changed ports take effect.
     cat >"$INFLUX_CONF" <<EOF
@@ -126,8 +143,7 @@ influxdb_start() {
         rm -f "$INFLUX_PID"
         influx_configure
         log "starting InfluxDB on 127.0.0.1:$INFLUX_HTTP_PORT (HTTP) and :$INFLUX_RPC_PORT (backup)"
-        (cd "$INFLUX_STATE" && as_user influxdb setsid "$INFLUX_BIN" -config "$INFLUX_CONF" \
-            -pidfile "$INFLUX_PID" </dev/null >>"$INFLUX_LOG" 2>&1 &)
+        influx_spawn
     fi
     local i
     for i in $(seq 1 120); do

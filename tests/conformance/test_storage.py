@@ -115,8 +115,12 @@ class FlakyStorage:
 
 def _s3(request: pytest.FixtureRequest, tmp: Path) -> Storage:
     # a small page size, so that every listing test also crosses pages
-    make: Callable[..., Storage] = request.getfixturevalue("s3_storage")
-    return make("conformance", list_page_size=50)
+    try:
+        make: Callable[..., Storage] = request.getfixturevalue("s3_storage")
+    except pytest.FixtureLookupError:
+        pytest.fail("register tests.integration.fixtures_s3 in tests/conftest.py's _PLUGINS")
+    # one retry per request only: the interrupted-upload test drops connections
+    return make("conformance", list_page_size=50, max_attempts=2)
 
 
 def _faulty_memory(request: pytest.FixtureRequest, tmp: Path) -> Storage:
@@ -671,7 +675,7 @@ def test_s3_interrupt_aborts_the_multipart_upload(s3_storage: S3Factory) -> None
 def test_s3_failed_abort_leaves_only_an_invisible_upload(s3_storage: S3Factory) -> None:
     from botocore.exceptions import EndpointConnectionError
 
-    storage = s3_storage()
+    storage = s3_storage(max_attempts=1)
 
     def network_gone(request: Any, **_: Any) -> None:
         if "partNumber=2" in request.url or request.method == "DELETE":
@@ -720,7 +724,8 @@ def test_s3_open_storage_and_credentials_file(
 
     prefix = new_prefix("creds")
     url = s3_server.url(prefix)
-    by_env = open_storage(url, RepositoryConfig(url=url, s3=s3_server.options()))
+    opened = open_storage(url, RepositoryConfig(url=url, s3=s3_server.options()))
+    by_env = opened.inner if isinstance(opened, RetryingStorage) else opened
     assert isinstance(by_env, S3Storage)
     by_env.put("config", b"via environment")
 

@@ -20,6 +20,13 @@ Backup (see :mod:`dbfleet.engines.clickhouse_http` for the protocol)
       still in a Buffer's memory are not included), Null, Set, Join, external
       and queue engines, dictionaries. MATERIALIZED and ALIAS columns are not
       copied (``SELECT *`` leaves them out); the server computes them again.
+    * Deduplication: the data query reads with one thread and large blocks
+      (``max_threads=1``, ``max_block_size``, ``preferred_block_size_bytes``)
+      so the same parts give the same bytes: an unchanged table adds nothing,
+      new parts add about their own size, an ``ALTER UPDATE`` of one column
+      adds about that column's share of each rewritten part. A merge rewrites
+      rows in key order and so changes most of a partition's bytes. A
+      ``readonly=1`` user may not set these: backups work, dedupe worse.
     * Consistency: ClickHouse has no transactions across tables, so each table
       is read as of the start of its own query (a MergeTree query works on the
       set of immutable parts that were active when it started; inserts after

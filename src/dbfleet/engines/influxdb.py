@@ -297,8 +297,10 @@ class InfluxDBEngine:
                 shutil.rmtree(out)
         assert meta is not None
         sink.write_stream("meta", io.BytesIO(meta), "application/octet-stream")
+        policies = client.values(f"SHOW RETENTION POLICIES ON {ident(db)}")
         document = {"format": MANIFEST_FORMAT, "database": db, "server_version": version,
-                    "tool_version": tool_version, "shards": entries}  # fmt: skip
+                    "tool_version": tool_version, "shards": entries,
+                    "retention_policies": policies}  # fmt: skip
         sink.write_stream("manifest", io.BytesIO(json.dumps(document, indent=1).encode()),
                           "application/json")  # fmt: skip
         after = fingerprint(client, db)
@@ -344,16 +346,31 @@ class InfluxDBEngine:
             if exists:
                 client.query(f"DROP DATABASE {ident(target)}")
             try:
-                self._restore_dir(influxd, document["database"], target, Path(tmp))
+                self._restore_dir(influxd, document, target, Path(tmp))
             except EngineError as exc:
                 if exists:
                     exc.hint = f"the database {target} was dropped before the restore failed"
                 raise
         self._wait_ready(client, target)
 
-    def _restore_dir(self, influxd: str, source_db: str, target: str, path: Path) -> None:
-        self._run([influxd, "restore", "-portable", "-db", source_db, "-newdb", target,
-                   "-host", self.backup_address, str(path)])  # fmt: skip
+    def _restore_dir(self, influxd: str, document: dict[str, Any], target: str, path: Path) -> None:
+        if not document["shards"]:
+            # influxd 1.6 cannot restore a database without shards ("DB metadata
+            # not changed"): create it and its retention policies directly.
+            client = self._client()
+            client.query(f"CREATE DATABASE {ident(target)}")
+            for name, duration, shard_duration, replicas, default in document.get(
+                "retention_policies", []
+            ):
+                verb = "ALTER" if name == "autogen" else "CREATE"
+                client.query(
+                    f"{verb} RETENTION POLICY {ident(name)} ON {ident(target)} DURATION "
+                    f"{duration} REPLICATION {replicas} SHARD DURATION {shard_duration}"
+                    + (" DEFAULT" if default else "")
+                )
+            return
+        self._run([influxd, "restore", "-portable", "-db", document["database"], "-newdb",
+                   target, "-host", self.backup_address, str(path)])  # fmt: skip
 
     def _wait_ready(self, client: Client, database: str) -> None:
         """Restored shards are briefly "disabled" until influxd has loaded them."""
@@ -380,7 +397,7 @@ class InfluxDBEngine:
         temporary = f"{target}_dbfleet_tmp_{secrets.token_hex(3)}"[: MAX_NAME + 20]
         with self._staging() as tmp:
             _materialize(source, document, Path(tmp))
-            self._restore_dir(influxd, document["database"], temporary, Path(tmp))
+            self._restore_dir(influxd, document, temporary, Path(tmp))
         try:
             self._wait_ready(client, temporary)
             available = fingerprint(client, temporary)["tables"]

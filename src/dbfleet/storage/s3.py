@@ -225,6 +225,10 @@ class S3Storage:
         self.client: S3Client = session.client(
             "s3", endpoint_url=self.endpoint, verify=verify_tls, config=config
         )
+        for operation in ("PutObject", "UploadPart"):
+            self.client.meta.events.register(
+                f"before-send.s3.{operation}", _no_continue_for_empty_body
+            )
 
     @classmethod
     def from_url(cls, url: str, options: S3Options | None = None) -> S3Storage:
@@ -478,30 +482,32 @@ class S3Storage:
 
     def incomplete_uploads(self, prefix: str = "") -> builtins.list[tuple[str, str, datetime]]:
         """Unfinished multipart uploads below ``prefix``: ``(name, upload id,
-        initiated)``. They are invisible to ``list`` but cost storage."""
+        initiated)``. They are invisible to ``list`` but cost storage.
+
+        Lists the whole bucket's uploads and filters here: MinIO answers a
+        ``Prefix`` only when it is empty or a complete object name."""
+        wanted = self._root + prefix
         found: builtins.list[tuple[str, str, datetime]] = []
         paginator = self.client.get_paginator("list_multipart_uploads")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._root + prefix):
+            for page in paginator.paginate(Bucket=self.bucket):
                 for upload in page.get("Uploads", []):
-                    found.append(
-                        (
-                            upload["Key"][len(self._root) :],
-                            upload["UploadId"],
-                            upload["Initiated"],
+                    key = upload["Key"]
+                    if key.startswith(wanted):
+                        found.append(
+                            (key[len(self._root) :], upload["UploadId"], upload["Initiated"])
                         )
-                    )
         except (ClientError, *_NETWORK_ERRORS) as exc:
             raise self._error(exc, "list uploads", prefix) from exc
         return found
 
-    def abort_incomplete_uploads(self, older_than: float = 24 * 3600.0) -> int:
+    def abort_incomplete_uploads(self, older_than: float = 24 * 3600.0, prefix: str = "") -> int:
         """Abort unfinished multipart uploads started more than ``older_than``
         seconds ago (left by a killed process); returns how many. Younger ones
         may belong to a backup that is still running."""
         cutoff = time.time() - older_than
         aborted = 0
-        for name, upload_id, initiated in self.incomplete_uploads():
+        for name, upload_id, initiated in self.incomplete_uploads(prefix):
             if initiated.timestamp() > cutoff:
                 continue
             try:
@@ -516,6 +522,15 @@ class S3Storage:
                 raise self._error(exc, "abort upload", name) from exc
             aborted += 1
         return aborted
+
+
+def _no_continue_for_empty_body(request: Any, **_kwargs: Any) -> None:
+    """botocore asks for ``100-continue`` on every upload; on an empty body a
+    server answers at once (Go's net/http, so MinIO, does), and botocore then
+    leaves the kept-alive connection in a state where the *next* request waits
+    for its read timeout. Nothing is to be gained from asking for an empty body."""
+    if request.headers.get("Content-Length") == "0" and "Expect" in request.headers:
+        del request.headers["Expect"]
 
 
 def _code(exc: ClientError) -> str:
