@@ -9,5 +9,6 @@ _PLUGINS = [
     "tests.integration.fixtures_redis",
     "tests.integration.fixtures_clickhouse",
     "tests.integration.fixtures_influxdb",
+    "tests.integration.fixtures_s3",
 ]
 pytest_plugins = [name for name in _PLUGINS if importlib.util.find_spec(name) is not None]

@@ -12,7 +12,7 @@ from dbfleet.repo import Repository
 from dbfleet.repo.check import CheckReport, check_repository
 from dbfleet.repo.lock import LockInfo, remove_stale_locks, repository_lock
 from dbfleet.secrets import repository_passphrase
-from dbfleet.storage import open_storage
+from dbfleet.storage import Storage, open_storage
 
 
 def repository_names(inventory: Inventory, name: str | None) -> list[str]:
@@ -29,8 +29,20 @@ def init_repository(
 ) -> dict[str, Any]:
     config = inventory.repository(name)
     passphrase = repository_passphrase(name, config, confirm=True)
-    repo = Repository.init(open_storage(config.url, config), passphrase, kdf)
+    storage = open_storage(config.url, config)
+    _create_bucket_if_missing(storage)
+    repo = Repository.init(storage, passphrase, kdf)
     return {"repository": name, "url": config.url, "id": repo.config["id"]}
+
+
+def _create_bucket_if_missing(storage: Storage) -> None:
+    """S3: create the bucket at init (restic does too). Checked first, because
+    credentials limited to objects may not create buckets."""
+    from dbfleet.storage.s3 import S3Storage
+
+    inner = getattr(storage, "inner", storage)
+    if isinstance(inner, S3Storage) and not inner.bucket_exists():
+        inner.create_bucket()
 
 
 def check(

@@ -29,9 +29,10 @@ def open_storage(url: str, options: RepositoryConfig | None = None) -> Storage:
     if parsed.scheme == "memory":
         return _MEMORY.setdefault(parsed.netloc, MemoryStorage(parsed.netloc))
     if parsed.scheme == "s3":
+        from dbfleet.storage.retry import RetryingStorage
         from dbfleet.storage.s3 import S3Storage
 
-        return S3Storage.from_url(url, (options or RepositoryConfig(url=url)).s3)
+        return RetryingStorage(S3Storage.from_url(url, (options or RepositoryConfig(url=url)).s3))
     raise UsageError(
         f"unsupported repository url {url!r}",
         hint="use file:///path or s3://bucket/prefix",

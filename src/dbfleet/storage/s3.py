@@ -226,9 +226,7 @@ class S3Storage:
             "s3", endpoint_url=self.endpoint, verify=verify_tls, config=config
         )
         for operation in ("PutObject", "UploadPart"):
-            self.client.meta.events.register(
-                f"before-send.s3.{operation}", _no_continue_for_empty_body
-            )
+            self.client.meta.events.register(f"before-send.s3.{operation}", _no_expect_continue)
 
     @classmethod
     def from_url(cls, url: str, options: S3Options | None = None) -> S3Storage:
@@ -524,13 +522,17 @@ class S3Storage:
         return aborted
 
 
-def _no_continue_for_empty_body(request: Any, **_kwargs: Any) -> None:
-    """botocore asks for ``100-continue`` on every upload; on an empty body a
-    server answers at once (Go's net/http, so MinIO, does), and botocore then
-    leaves the kept-alive connection in a state where the *next* request waits
-    for its read timeout. Nothing is to be gained from asking for an empty body."""
-    if request.headers.get("Content-Length") == "0" and "Expect" in request.headers:
-        del request.headers["Expect"]
+def _no_expect_continue(request: Any, **_kwargs: Any) -> None:
+    """Drop the ``Expect: 100-continue`` that botocore puts on every upload.
+
+    After a zero-length PUT (an empty object) botocore leaves the kept-alive
+    connection in a state where the *next* request on it stalls until the
+    read timeout and is then silently sent again (boto/botocore#3755; seen
+    here with MinIO), and against servers that answer ``100 Continue`` late
+    it waits up to a second per upload. The header is not signed, so removing
+    it is safe; the cost is that a refused upload sends its body (one part at
+    most) before the refusal arrives."""
+    request.headers.pop("Expect", None)
 
 
 def _code(exc: ClientError) -> str:

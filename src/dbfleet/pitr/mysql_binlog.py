@@ -1,0 +1,443 @@
+"""MySQL/MariaDB binary logs captured into the repository, for point-in-time recovery.
+
+Each *closed* binary log file becomes one snapshot of the inventory entry
+(``options.kind == "binlog"``) with one stream, ``binlog``: the file's exact
+bytes (magic, then every event). Files are read one of two ways:
+
+* over the **replication protocol** (default): dbfleet connects like a
+  replica and sends ``COM_BINLOG_DUMP`` for one file (non-blocking, from
+  position 4), writing the events as they arrive straight into the
+  repository, no temporary file; the server's artificial events (fake
+  rotate, a re-sent format description, heartbeats) are left out, so the
+  stream is the file as it is on the server's disk. Needs ``REPLICATION
+  SLAVE`` and, to list the files, ``BINLOG MONITOR`` (MariaDB) /
+  ``REPLICATION CLIENT`` (MySQL);
+* by **shipping files** from a directory (``binlog_dir``: dbfleet runs on
+  the database host or sees its binlog directory), read through the server's
+  ``.index`` file.
+
+Either way every event is framed and checked as it passes (each event must
+end where its header says), and the file's server id, creation time and
+first and last event times are recorded. The file being written (the last
+one) is never captured; ``flush=True`` runs ``FLUSH BINARY LOGS`` first so
+that everything up to now is in closed files (needs ``RELOAD`` /
+``BINLOG ADMIN``). Files already in the repository (same name and size)
+are skipped, so capturing is idempotent and may run as often as wanted;
+files older than the binlog position of the oldest dump are not needed
+for any restore and are skipped unless ``since`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pymysql
+
+from dbfleet.config import DatabaseConfig, Inventory
+from dbfleet.engines.mysql_server import Location, connect_error
+from dbfleet.errors import EngineError, UsageError
+from dbfleet.operations.common import Repositories
+from dbfleet.repo import BackupWriter, Repository, Snapshot
+from dbfleet.repo.lock import repository_lock
+from dbfleet.secrets import secret_from
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"\xfebin"
+HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server id, size, end position, flags
+ROTATE, STOP, FORMAT_DESCRIPTION, HEARTBEAT = 4, 3, 15, 27
+ARTIFICIAL = 0x20
+COM_BINLOG_DUMP = 0x12
+DUMP_NON_BLOCK = 0x01
+KIND = "binlog"
+STREAM = "binlog"
+MEDIA_TYPE = "application/x-mysql-binlog"
+DUMP_SERVER_ID = 0  # like mariadb-binlog: a non-blocking dump, not a registered replica
+_READ_SIZE = 1 << 20
+
+
+def file_number(name: str) -> int:
+    """``mariadb-bin.000042`` -> 42."""
+    suffix = name.rpartition(".")[2]
+    if not suffix.isdigit():
+        raise EngineError(f"{name!r} is not a binary log file name (<base>.<number>)")
+    return int(suffix)
+
+
+def binlog_owner(inventory: Inventory, name: str) -> str:
+    """The inventory entry whose binlogs serve ``name``: a server entry's
+    binlog covers all its databases (``srv/app`` -> ``srv``)."""
+    return inventory.split_member(name)[0]
+
+
+def is_binlog(snapshot: Snapshot) -> bool:
+    return snapshot.options.get("kind") == KIND
+
+
+def utc(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+# -- events ----------------------------------------------------------------
+
+
+@dataclass
+class FileStats:
+    """What reading one binlog file found (recorded in its snapshot)."""
+
+    name: str
+    size: int = len(MAGIC)
+    events: int = 0
+    server_id: int | None = None
+    created: int | None = None
+    """The format description event's timestamp: when the file was opened."""
+    last_event: int | None = None
+    closed_by: str | None = None
+    """``rotate`` or ``stop`` (its last event), ``crash`` (the server moved
+    on without closing it), ``None``: it ended where the server's log ended."""
+
+    def check(self, event: bytes) -> None:
+        """Frame and check one event at the current end of the file."""
+        if len(event) < HEADER.size:
+            raise EngineError(f"binlog {self.name}: truncated event at offset {self.size}")
+        when, kind, server_id, size, end, _ = HEADER.unpack_from(event)
+        if size != len(event) or (end and end != self.size + size):
+            raise EngineError(
+                f"binlog {self.name}: event at offset {self.size} has size {size} and ends at "
+                f"{end}, expected {len(event)} bytes ending at {self.size + len(event)}"
+            )
+        if self.events == 0:
+            if kind != FORMAT_DESCRIPTION:
+                raise EngineError(f"binlog {self.name} does not start with a format description")
+            self.created, self.server_id = when, server_id
+        self.events += 1
+        self.size += size
+        self.last_event = when or self.last_event
+        self.closed_by = {ROTATE: "rotate", STOP: "stop"}.get(kind)
+
+    def options(self, source: str) -> dict[str, Any]:
+        return {
+            "kind": KIND, "file": self.name, "size": self.size, "events": self.events,
+            "server_id": self.server_id, "source": source, "closed_by": self.closed_by,
+            "created": utc(self.created or 0), "first_event_time": utc(self.created or 0),
+            "last_event_time": utc(self.last_event or 0),
+        }  # fmt: skip
+
+
+def split_events(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """Events of a binlog file given as arbitrary blocks (magic included)."""
+    buf = b""
+    magic_seen = False
+    for block in blocks:
+        buf = buf + block if buf else block
+        pos = 0
+        if not magic_seen:
+            if len(buf) < len(MAGIC):
+                continue
+            if buf[: len(MAGIC)] != MAGIC:
+                raise EngineError("not a binary log file (bad magic number)")
+            magic_seen, pos = True, len(MAGIC)
+        while len(buf) - pos >= HEADER.size:
+            size = HEADER.unpack_from(buf, pos)[3]
+            if size < HEADER.size:
+                raise EngineError(f"corrupt binlog event header (size {size})")
+            if len(buf) - pos < size:
+                break
+            yield buf[pos : pos + size]
+            pos += size
+        buf = buf[pos:]
+    if buf:
+        raise EngineError(f"binlog ends inside an event ({len(buf)} bytes left over)")
+
+
+class EventReader(io.RawIOBase):
+    """A binlog file's bytes (magic, then events) from an event iterator,
+    checked with :class:`FileStats` on the way (for ``write_stream``)."""
+
+    def __init__(self, events: Iterator[bytes], stats: FileStats) -> None:
+        super().__init__()
+        self._events = events
+        self.stats = stats
+        self._pending = memoryview(MAGIC)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            if not self._pending:
+                event = next(self._events, None)
+                if event is None:
+                    break
+                self.stats.check(event)
+                self._pending = memoryview(event)
+            n = min(len(view) - filled, len(self._pending))
+            view[filled : filled + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            filled += n
+        return filled
+
+
+# -- sources ---------------------------------------------------------------
+
+
+class BinlogSource(Protocol):
+    name: str
+    """``replication`` or ``directory`` (recorded in each snapshot)."""
+
+    def files(self) -> list[tuple[str, int]]:
+        """The server's binlog files with their sizes, oldest first; the
+        last one is the file being written."""
+        ...
+
+    def events(self, file: str) -> Iterator[bytes]:
+        """The events of one (closed) file, in order."""
+        ...
+
+
+class _Server:
+    """Connections to the server of an inventory entry (password never in argv)."""
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        if config.engine != "mysql" or not config.url:
+            raise UsageError(f"binlog capture needs a mysql entry, not {config.engine}")
+        self.config = config
+        self.location = Location.parse(config.url)
+        self.timeout = int(config.options.get("connect_timeout", 10))
+
+    def connect(self, **extra: Any) -> pymysql.connections.Connection[Any]:
+        password = secret_from(self.config.password_env, self.config.password_file)
+        args = self.location.pymysql_args(password=password, database=None, timeout=self.timeout)
+        try:
+            return pymysql.connect(**args, **extra)
+        except pymysql.Error as exc:
+            raise connect_error(exc, self.config, self.location, password, False) from None
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.connect() as conn, conn.cursor() as cur:
+            try:
+                cur.execute(sql)
+            except pymysql.Error as exc:
+                raise EngineError(
+                    f"MySQL {self.location.describe('')}: {sql}: {exc.args[-1]}",
+                    hint=_privilege_hint(sql),
+                ) from None
+            return list(cur.fetchall())
+
+    def flush(self) -> None:
+        self.query("FLUSH BINARY LOGS")
+
+
+def _privilege_hint(sql: str) -> str | None:
+    if sql.startswith("FLUSH"):
+        return "FLUSH BINARY LOGS needs RELOAD (MySQL) or BINLOG ADMIN / RELOAD (MariaDB)"
+    if sql.startswith("SHOW BINARY"):
+        return "listing binary logs needs BINLOG MONITOR (MariaDB) or REPLICATION CLIENT (MySQL)"
+    return None
+
+
+class ReplicationSource:
+    """Binlog files read over the replication protocol (``COM_BINLOG_DUMP``)."""
+
+    name = "replication"
+
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+
+    def files(self) -> list[tuple[str, int]]:
+        rows = self.server.query("SHOW BINARY LOGS")
+        if not rows:
+            raise EngineError("the server has no binary log (log_bin is off)")
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    def events(self, file: str) -> Iterator[bytes]:
+        conn = self.server.connect(read_timeout=max(60, self.server.timeout))
+        raw: Any = conn  # PyMySQL has no public API for the replication commands
+        try:
+            with conn.cursor() as cur:
+                # events as the server wrote them, checksums included, and
+                # MariaDB's GTID events as they are (not rewritten for old replicas)
+                cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
+                cur.execute("SET @source_binlog_checksum = @@global.binlog_checksum")
+                cur.execute("SET @mariadb_slave_capability = 4")
+            request = struct.pack("<IHI", 4, DUMP_NON_BLOCK, DUMP_SERVER_ID) + file.encode()
+            raw._execute_command(COM_BINLOG_DUMP, request)
+            started = False
+            while True:
+                data = raw._read_packet().get_all_data()
+                if data[:1] == b"\xfe" and len(data) < 9:
+                    return  # the end of the server's last binlog
+                if data[:1] != b"\x00" or len(data) < 1 + HEADER.size:
+                    raise EngineError(f"binlog {file}: unexpected replication packet")
+                event = data[1:]
+                _, kind, _, _, end, flags = HEADER.unpack_from(event)
+                if kind == HEARTBEAT:
+                    continue
+                if flags & ARTIFICIAL or end == 0:
+                    if kind == ROTATE and started:
+                        return  # the server moved on to the next file
+                    continue
+                started = True
+                yield event
+                if kind in (ROTATE, STOP):
+                    return
+        except pymysql.Error as exc:
+            hint = "reading binary logs needs REPLICATION SLAVE" if exc.args[0] == 1227 else None
+            raise EngineError(f"binlog {file}: {exc.args[-1]}", hint=hint) from None
+        finally:
+            conn.close()
+
+
+class DirectorySource:
+    """Binlog files read from the server's binlog directory (``<base>.index``)."""
+
+    name = "directory"
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def files(self) -> list[tuple[str, int]]:
+        try:
+            indexes = [n for n in os.listdir(self.directory) if n.endswith(".index")]
+        except OSError as exc:
+            raise UsageError(f"binlog directory {self.directory}: {exc.strerror}") from None
+        if len(indexes) != 1:
+            raise UsageError(
+                f"binlog directory {self.directory}: expected one <base>.index file, "
+                f"found {len(indexes)}"
+            )
+        with open(os.path.join(self.directory, indexes[0])) as f:
+            names = [os.path.basename(line.strip()) for line in f if line.strip()]
+        return [(n, os.path.getsize(os.path.join(self.directory, n))) for n in names]
+
+    def events(self, file: str) -> Iterator[bytes]:
+        with open(os.path.join(self.directory, file), "rb") as f:
+            yield from split_events(iter(lambda: f.read(_READ_SIZE), b""))
+
+
+# -- capture ---------------------------------------------------------------
+
+
+@dataclass
+class CaptureResult:
+    database: str
+    source: str
+    captured: list[dict[str, Any]] = field(default_factory=list)
+    skipped: int = 0
+    """Closed files already in the repository."""
+    active: str | None = None
+    since: str | None = None
+    bytes: int = 0
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def captured_files(repo: Repository, owner: str) -> dict[tuple[str, int], Snapshot]:
+    """Binlog files of ``owner`` in the repository, by (file name, size)."""
+    return {
+        (str(s.options.get("file")), int(s.options.get("size", 0))): s
+        for s in repo.list_snapshots(owner)
+        if is_binlog(s)
+    }
+
+
+def oldest_dump_file(repo: Repository, owner: str) -> str | None:
+    """The binlog file of the oldest dump of ``owner`` (or of its members)
+    that recorded a binlog position: nothing before it is needed."""
+    dumps = [
+        s for s in repo.list_snapshots()
+        if (s.database == owner or s.database.startswith(f"{owner}/")) and not is_binlog(s)
+        and (s.consistency_point or {}).get("binlog_file")
+    ]  # fmt: skip
+    if not dumps:
+        return None
+    return min((str(s.consistency_point["binlog_file"]) for s in dumps if s.consistency_point),
+               key=file_number)  # fmt: skip
+
+
+def open_source(config: DatabaseConfig, binlog_dir: str | None) -> BinlogSource:
+    return DirectorySource(binlog_dir) if binlog_dir else ReplicationSource(_Server(config))
+
+
+def capture_binlogs(
+    repos: Repositories,
+    name: str,
+    *,
+    binlog_dir: str | None = None,
+    flush: bool = False,
+    since: str | None = None,
+    known: dict[tuple[str, int], Snapshot] | None = None,
+    on_file: Callable[[dict[str, Any]], None] | None = None,
+) -> CaptureResult:
+    """Capture the closed binlog files of entry ``name`` not yet in its
+    repository (see module docstring). ``known`` caches
+    :func:`captured_files` between calls (it is updated)."""
+    owner = binlog_owner(repos.inventory, name)
+    config = repos.inventory.database(owner)
+    repo = repos.for_database(owner)
+    source = open_source(config, binlog_dir)
+    if flush:
+        _Server(config).flush()
+    result = CaptureResult(database=owner, source=source.name)
+    with repository_lock(repo.storage, exclusive=False, operation=f"binlog capture {owner}"):
+        since = since or oldest_dump_file(repo, owner)
+        result.since = since
+        if since is None:
+            result.note = "no dump with a binlog position yet: nothing to capture"
+            return result
+        files = source.files()
+        result.active = files[-1][0] if files else None
+        have = known if known is not None else captured_files(repo, owner)
+        for file, size in files[:-1]:
+            if file_number(file) < file_number(since):
+                continue
+            if (file, size) in have:
+                result.skipped += 1
+                continue
+            snapshot = _capture_file(repo, owner, source, file)
+            have[(file, size)] = snapshot
+            entry = {"snapshot": snapshot.id, **snapshot.options}
+            result.captured.append(entry)
+            result.bytes += snapshot.size
+            if on_file:
+                on_file(entry)
+    return result
+
+
+def _capture_file(repo: Repository, owner: str, source: BinlogSource, file: str) -> Snapshot:
+    started = datetime.now(UTC)
+    stats = FileStats(file)
+    with BackupWriter(repo) as writer:
+        writer.write_stream(STREAM, EventReader(source.events(file), stats), MEDIA_TYPE)  # type: ignore[arg-type]
+        if stats.events == 0:
+            raise EngineError(f"binlog {file}: no events (purged from the server?)")
+        snapshot = writer.commit(
+            Snapshot(
+                database=owner,
+                engine="mysql",
+                hostname=socket.gethostname(),
+                started=started,
+                finished=datetime.now(UTC),
+                tool=f"dbfleet binlog capture ({source.name})",
+                consistency_point={
+                    "server_id": stats.server_id, "binlog_file": file,
+                    "binlog_position": len(MAGIC), "binlog_end": stats.size,
+                },  # fmt: skip
+                options=stats.options(source.name),
+                tags=[KIND],
+            )
+        )
+    log.info("captured binlog %s (%d bytes) as snapshot %s", file, stats.size, snapshot.short_id)
+    return snapshot

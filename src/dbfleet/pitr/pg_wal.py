@@ -1,0 +1,323 @@
+"""The PostgreSQL WAL archive: ``wal-push`` (archive_command) and ``wal-fetch``
+(restore_command), and which archived files a base backup needs.
+
+Layout: each archived file is one object, next to the repository's packs::
+
+    wal/<database>/<group>/<file name>.<content id>
+
+``<group>`` is the first 16 hex digits of a segment name (timeline and log:
+at most 256 segments of 16 MiB per directory) or ``history`` for timeline
+history files. ``<content id>`` is the first 32 hex digits of the keyed BLAKE3
+of the file's bytes (the repository's blob id): equal content gives the same
+name, different content a different one. So a push never replaces an object
+whose content differs, a retried push of the same segment is a no-op, and two
+pushes racing on one segment can at worst write the same bytes twice.
+
+The object is ``AES-256-GCM(0x01 || zstd(file))`` with associated data
+``dbfleet-wal:`` + its own name, so an object moved to another name (another
+segment, another database) fails authentication. WAL does not deduplicate
+(every segment is new data), so packs and indexes would only add cost:
+one object per segment costs a single ``put``.
+
+Speed: a ``wal-push`` process pays Python start-up and the passphrase's
+key derivation (about 0.5 s together) however small its work. PostgreSQL
+calls ``archive_command`` once per segment, one at a time, so each call also
+pushes up to ``ahead`` other segments that wait in ``archive_status/`` as
+``.ready``, in parallel threads, and renames their status files to ``.done``
+once they are stored (what WAL-G does; PostgreSQL's archiver re-checks the
+``.ready`` file before each call for exactly this reason). PostgreSQL then
+skips those segments.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import zstandard
+
+from dbfleet.errors import IntegrityError, NotFoundError, RepositoryError, UsageError
+from dbfleet.repo import Repository
+
+WAL_PREFIX = "wal/"
+FORMAT_ZSTD = 1
+CONTENT_ID_HEX = 32
+DEFAULT_AHEAD = 16
+DEFAULT_WORKERS = 4
+ZSTD_LEVEL = 1  # WAL compresses well even at level 1; level 3 halves the push rate
+
+_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+_PARTIAL = re.compile(r"^[0-9A-F]{24}\.partial$")
+_BACKUP = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
+_HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
+
+
+class WalConflictError(RepositoryError):
+    """The archive already holds different content under this WAL file name."""
+
+
+@dataclass(frozen=True)
+class WalObject:
+    """One archived file, as named in storage."""
+
+    name: str
+    file: str
+    content_id: str
+    size: int
+
+    @property
+    def position(self) -> tuple[int, int] | None:
+        """``(log, segment)`` of segment-like files; ``None`` for history files."""
+        return segment_position(self.file)
+
+
+@dataclass
+class PushResult:
+    file: str
+    stored: bool
+    """False when the archive already held identical content."""
+    size: int
+    stored_bytes: int
+    seconds: float
+    ahead: list[str] = field(default_factory=list)
+    """Other ``.ready`` files pushed and marked ``.done`` by this call."""
+
+
+def check_wal_name(file: str) -> str:
+    """``file`` if it is a WAL file name PostgreSQL archives, else ``UsageError``."""
+    if any(p.match(file) for p in (_SEGMENT, _PARTIAL, _BACKUP, _HISTORY)):
+        return file
+    raise UsageError(
+        f"{file!r} is not a WAL file name",
+        hint="expected e.g. 000000010000000000000003, 00000002.history, "
+        "000000010000000000000003.00000028.backup",
+    )
+
+
+def segment_position(file: str) -> tuple[int, int] | None:
+    """``(log, seg)`` from a segment, partial or backup-history name. Order is
+    WAL order whatever the segment size; the timeline is left out."""
+    if _HISTORY.match(file):
+        return None
+    return int(file[8:16], 16), int(file[16:24], 16)
+
+
+def database_prefix(database: str) -> str:
+    return f"{WAL_PREFIX}{quote(database, safe='')}/"
+
+
+def _group(file: str) -> str:
+    return "history" if _HISTORY.match(file) else file[:16]
+
+
+def _object_name(database: str, file: str, content_id: str) -> str:
+    return f"{database_prefix(database)}{_group(file)}/{file}.{content_id}"
+
+
+def _aad(name: str) -> bytes:
+    return b"dbfleet-wal:" + name.encode()
+
+
+def _parse(name: str, size: int) -> WalObject | None:
+    file, dot, content_id = name.rpartition("/")[2].rpartition(".")
+    if not dot or len(content_id) != CONTENT_ID_HEX:
+        return None
+    try:
+        check_wal_name(file)
+    except UsageError:
+        return None
+    return WalObject(name, file, content_id, size)
+
+
+def archived(repo: Repository, database: str, file: str) -> list[WalObject]:
+    """The objects stored for one WAL file name (normally zero or one)."""
+    prefix = f"{database_prefix(database)}{_group(file)}/{file}."
+    found = (_parse(o.name, o.size) for o in repo.storage.list(prefix))
+    return sorted((o for o in found if o is not None and o.file == file), key=lambda o: o.name)
+
+
+def list_wal(repo: Repository, database: str) -> list[WalObject]:
+    """Every archived file of ``database``, in WAL order (history files last)."""
+    found = (_parse(o.name, o.size) for o in repo.storage.list(database_prefix(database)))
+    objects = [o for o in found if o is not None]
+    return sorted(objects, key=lambda o: (o.position or (1 << 32, 0), o.file, o.name))
+
+
+def _content_id(repo: Repository, data: bytes) -> str:
+    return repo.key.blob_id(data).hex()[:CONTENT_ID_HEX]
+
+
+def system_identifier(segment: bytes) -> int | None:
+    """The cluster's system identifier from a segment's long page header."""
+    if len(segment) < 32 or int.from_bytes(segment[2:4], "little") & 0x0002 == 0:
+        return None  # not a long header (XLP_LONG_HEADER)
+    return int.from_bytes(segment[24:32], "little")
+
+
+# -- push ----------------------------------------------------------------------
+
+
+def push_file(repo: Repository, database: str, path: Path) -> tuple[bool, int, int]:
+    """Archive one file. Returns ``(stored, size, stored bytes)``; ``stored`` is
+    False when identical content was already archived. ``WalConflictError``
+    when different content is archived under the same name."""
+    file = check_wal_name(path.name)
+    data = path.read_bytes()
+    content_id = _content_id(repo, data)
+    existing = archived(repo, database, file)
+    if any(o.content_id == content_id for o in existing):
+        return False, len(data), 0
+    if existing:
+        raise _conflict(repo, database, file, data, existing)
+    name = _object_name(database, file, content_id)
+    body = bytes([FORMAT_ZSTD]) + zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    sealed = repo.key.encrypt(body, _aad(name))
+    repo.storage.put(name, sealed)
+    others = [o for o in archived(repo, database, file) if o.content_id != content_id]
+    if others:  # another writer raced us with different bytes: both stay, fetch refuses
+        raise _conflict(repo, database, file, data, others)
+    return True, len(data), len(sealed)
+
+
+def _conflict(
+    repo: Repository, database: str, file: str, data: bytes, existing: list[WalObject]
+) -> WalConflictError:
+    ours = system_identifier(data)
+    theirs: int | None = None
+    try:
+        theirs = system_identifier(read_object(repo, existing[0]))
+    except RepositoryError:
+        pass
+    detail = ""
+    if ours is not None and theirs is not None and ours != theirs:
+        detail = f" by another cluster (system identifier {theirs}, this one is {ours})"
+    return WalConflictError(
+        f"{file} of {database} is already archived with different content{detail}; "
+        "refusing to overwrite it",
+        hint="two servers archive under one inventory name, or the cluster was re-created: "
+        "give each cluster its own database entry",
+    )
+
+
+def push(
+    repo: Repository,
+    database: str,
+    path: Path,
+    *,
+    ahead: int = DEFAULT_AHEAD,
+    workers: int = DEFAULT_WORKERS,
+) -> PushResult:
+    """``archive_command``: archive ``path``, and up to ``ahead`` other files
+    that wait in ``archive_status`` (marked ``.done`` once stored)."""
+    began = time.monotonic()
+    check_wal_name(path.name)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist")
+    extra = ready_files(path.parent, exclude=path.name, limit=ahead)
+    with ThreadPoolExecutor(max(1, min(workers, 1 + len(extra)))) as pool:
+        mine = pool.submit(push_file, repo, database, path)
+        others = [(f, pool.submit(push_file, repo, database, path.parent / f)) for f in extra]
+        stored, size, stored_bytes = mine.result()
+        done = []
+        for file, fut in others:
+            if fut.exception() is None and _mark_done(path.parent, file):
+                done.append(file)
+    return PushResult(
+        path.name, stored, size, stored_bytes, round(time.monotonic() - began, 3), done
+    )
+
+
+def ready_files(wal_dir: Path, *, exclude: str, limit: int) -> list[str]:
+    """Names of files PostgreSQL still has to archive, oldest first (history
+    files first, as PostgreSQL itself orders them)."""
+    if limit <= 0:
+        return []
+    try:
+        entries = os.listdir(wal_dir / "archive_status")
+    except OSError:
+        return []
+    names = []
+    for entry in entries:
+        file, dot, status = entry.rpartition(".")
+        if dot and status == "ready" and file != exclude:
+            try:
+                names.append(check_wal_name(file))
+            except UsageError:
+                continue
+    names.sort(key=lambda f: (not _HISTORY.match(f), f))
+    return [f for f in names if (wal_dir / f).is_file()][:limit]
+
+
+def _mark_done(wal_dir: Path, file: str) -> bool:
+    status = wal_dir / "archive_status"
+    try:
+        os.replace(status / f"{file}.ready", status / f"{file}.done")
+    except FileNotFoundError:
+        return False  # PostgreSQL (or another wal-push) got there first
+    return True
+
+
+# -- fetch ---------------------------------------------------------------------
+
+
+def read_object(repo: Repository, obj: WalObject) -> bytes:
+    """Decrypt, decompress and verify one archived file."""
+    try:
+        sealed = repo.storage.get(obj.name)
+    except NotFoundError as exc:
+        raise IntegrityError(f"{obj.file}: archived object vanished") from exc
+    body = repo.key.decrypt(sealed, _aad(obj.name), f"WAL {obj.file}")
+    if not body or body[0] != FORMAT_ZSTD:
+        raise IntegrityError(f"WAL {obj.file}: unknown format {body[:1].hex()}")
+    try:
+        data: bytes = zstandard.ZstdDecompressor().decompress(body[1:])
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"WAL {obj.file}: does not decompress: {exc}") from exc
+    if _content_id(repo, data) != obj.content_id:
+        raise IntegrityError(f"WAL {obj.file}: content does not match its id")
+    return data
+
+
+def fetch(repo: Repository, database: str, file: str, destination: Path) -> int | None:
+    """``restore_command``: write ``file`` to ``destination`` (temporary name,
+    then rename). ``None`` when it is not archived, which PostgreSQL expects
+    for timeline probes and the end of the archive."""
+    check_wal_name(file)
+    found = archived(repo, database, file)
+    if not found:
+        return None
+    if len(found) > 1:
+        raise WalConflictError(
+            f"{file} of {database} is archived {len(found)} times with different content",
+            hint="two clusters archived under one name; restore cannot tell which is right",
+        )
+    data = read_object(repo, found[0])
+    tmp = destination.with_name(f".{destination.name}.dbfleet-tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, destination)
+    return len(data)
+
+
+# -- retention -----------------------------------------------------------------
+
+
+def wal_needed_from(start_files: Iterable[str]) -> tuple[int, int] | None:
+    """Position of the oldest of the base backups' first WAL files."""
+    positions = [p for p in (segment_position(f) for f in start_files) if p is not None]
+    return min(positions) if positions else None
+
+
+def wal_to_forget(objects: Iterable[WalObject], oldest: tuple[int, int] | None) -> list[WalObject]:
+    """Archived files older than ``oldest`` (the first segment the oldest kept
+    base backup needs). History files are always kept (tiny, and needed to
+    follow timelines); with no kept base backup nothing is forgotten."""
+    if oldest is None:
+        return []
+    return [o for o in objects if o.position is not None and o.position < oldest]
