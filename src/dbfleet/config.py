@@ -182,7 +182,13 @@ class DatabaseConfig(_Strict):
     @field_validator("engine")
     @classmethod
     def _alias(cls, engine: str) -> str:
-        return ENGINE_ALIASES.get(engine, engine)
+        from dbfleet.engines import known_engines
+
+        engine = ENGINE_ALIASES.get(engine, engine)
+        if engine not in known_engines():
+            known = ", ".join(sorted(known_engines() | set(ENGINE_ALIASES)))
+            raise ValueError(f"unknown engine {engine!r} (known: {known})")
+        return engine
 
     @field_validator("url")
     @classmethod
@@ -217,15 +223,9 @@ class Inventory(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Inventory:
-        from dbfleet.engines import known_engines
 
         problems = []
         for name, db in self.databases.items():
-            if db.engine not in known_engines():
-                problems.append(
-                    f"databases.{name}.engine: unknown engine {db.engine!r} "
-                    f"(known: {', '.join(sorted(known_engines()))})"
-                )
             if db.all_databases and db.engine in FILE_ENGINES:
                 problems.append(
                     f"databases.{name}.all_databases: {db.engine} has no server to list"
@@ -290,7 +290,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
         path = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see docs/inventory.md)"
+            message = "unknown key (check the spelling; see the README's inventory section)"
         if err["type"] == "value_error" and "; " in message and not path:
             problems.extend(message.split("; "))
             continue
@@ -306,9 +306,31 @@ def parse_inventory(document: Any, source: Path | None = None) -> Inventory:
     try:
         inventory = Inventory.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(f"{source or 'inventory'} is invalid:", _format_errors(exc)) from None
+        problems = _format_errors(exc)
+        # Field errors stop pydantic before the cross-references are checked;
+        # check them on the raw document so one run reports every problem.
+        problems += [p for p in _reference_problems(document) if p not in problems]
+        raise ConfigError(f"{source or 'inventory'} is invalid:", problems) from None
     inventory.source = source
     return inventory
+
+
+def _reference_problems(document: dict[str, Any]) -> list[str]:
+    repositories = document.get("repositories")
+    databases = document.get("databases")
+    if not isinstance(repositories, dict) or not isinstance(databases, dict):
+        return []
+    problems = []
+    for name, db in databases.items():
+        if not isinstance(db, dict):
+            continue
+        ref = db.get("repository")
+        if isinstance(ref, str) and ref not in repositories:
+            problems.append(
+                f"databases.{name}.repository: no repository named {ref!r} "
+                f"(defined: {', '.join(sorted(map(str, repositories))) or 'none'})"
+            )
+    return problems
 
 
 def config_path(explicit: str | Path | None) -> Path:
