@@ -11,7 +11,7 @@ Table ``runs``: one row per attempt. ``status`` is ``queued`` while it waits
 (stopped by a shutdown, or its serve died) or ``skipped`` (not run: missed
 while serve was stopped with ``missed_runs: skip``, or the same job was
 still running or queued). ``bytes`` is,
-per kind: backup and copy, bytes added to the repository; verify, bytes
+per kind: backup and copy, bytes added to the repository; verify and drill, bytes
 restored; prune, bytes freed; forget, 0. Times are ISO 8601 UTC text.
 
 Table ``alerts``: the notification state per alert key (``job:backup:notes``,

@@ -145,7 +145,7 @@ class DatabaseConfig(_Strict):
     )
     scratch: str | None = Field(
         default=None,
-        description="where verify restores: an inventory database, a database name "
+        description="where verify and drill restore: an inventory database, a database name "
         "on the same server, or a file path (SQLite)",
     )
     tags: list[str] = Field(default_factory=list)
@@ -170,13 +170,14 @@ class DatabaseConfig(_Strict):
         default_factory=list, description="with all_databases: glob patterns of names to skip"
     )
     schedule: DatabaseSchedule | None = Field(
-        default=None, description="cron per job (backup, verify, forget, copy); see serve"
+        default=None, description="cron per job (backup, verify, drill, forget, copy); see serve"
     )
     rpo: PositiveSpan | None = Field(
         default=None, description="alert when the latest snapshot is older than this (26h)"
     )
     rto: PositiveSpan | None = Field(
-        default=None, description="a scheduled verify fails when its restore takes longer"
+        default=None,
+        description="a scheduled verify or a drill fails when its restore takes longer",
     )
 
     @field_validator("engine")

@@ -32,6 +32,7 @@ from dbfleet.operations.demo import create_sample_database
 from dbfleet.operations.drill import drill_job, drill_targets, exit_code, record
 from dbfleet.operations.repository import init_repository
 from dbfleet.repo import Snapshot
+from dbfleet.schedule.config import JOB_KINDS
 
 PASSPHRASE = "drill-Passphrase-51c2e0-never-printed"
 FAST_KDF = {"n": 2**10, "r": 8, "p": 1}
@@ -314,3 +315,26 @@ def test_usage_errors_and_no_catalog(estate: Estate) -> None:
     wiki = estate.repos().for_database("wiki").find_snapshot("wiki:latest")
     proc = estate.run("drill", "notes", "--snapshot", wiki.id)
     assert proc.returncode == 2 and "is of 'wiki', not 'notes'" in proc.stderr
+
+
+@pytest.mark.skipif(
+    "drill" not in JOB_KINDS, reason="the scheduler learns 'drill' with docs/drills.md's change"
+)
+def test_a_scheduled_drill_runs_under_serve_and_is_reported(estate: Estate) -> None:
+    estate.write(
+        {"schedule": {"drill": "0 6 * * 6", "backup": "off", "verify": "off"}},
+        wiki={"schedule": {"drill": "off"}},
+    )
+    estate.backup("notes")
+    env = {**os.environ, "DBFLEET_TEST_DRILL_PW": PASSPHRASE}
+    argv = [sys.executable, "-m", "dbfleet", "--config", str(estate.config)]
+    saturday = "2024-01-06T06:00:10+00:00"
+    proc = subprocess.run(
+        [*argv, "serve", "--once", "--now", saturday],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "drill:notes ok" in proc.stderr and "drill:wiki" not in proc.stderr
+    (row,) = estate.json("drills", "notes")
+    assert (row["result"], row["trigger"], row["status"]) == ("pass", "schedule", "ok")
+    assert row["within_objective"] is True and row["rto_seconds"] > 0

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dbfleet import output
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 from dbfleet.engines import engine_for
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.operations.backup import backup_many

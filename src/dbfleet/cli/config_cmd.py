@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dbfleet import output
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 
 app = typer.Typer(help="Inspect the inventory file.", no_args_is_help=True)
 

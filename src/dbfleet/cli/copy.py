@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dbfleet import output
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 from dbfleet.operations.copy import copy_snapshots
 
 
@@ -27,9 +27,11 @@ def copy(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Copy snapshots to another repository (e.g. local to S3) without
-    touching the databases and without uploading chunks the destination has.
-    Snapshots copied before are skipped."""
+    """Copy snapshots to another repository, uploading only missing chunks.
+
+    For example local to S3 (3-2-1). The databases are not touched again,
+    chunks the destination already has are not uploaded, and snapshots copied
+    before are skipped."""
     results = copy_snapshots(
         state(ctx).repos(),
         source=source,

@@ -1,4 +1,10 @@
-"""drill, drills: restore drills and their record (docs/drills.md)."""
+"""drill, drills: restore drills and their record (docs/drills.md).
+
+``dbfleet.cli.main`` and ``dbfleet.cli.serve`` are imported inside the
+commands: main imports this module to register it, so a top-level import
+would make ``import dbfleet.cli.drill`` (tests, the report functions) fail
+when it comes first.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +17,33 @@ import typer
 
 from dbfleet import output
 from dbfleet.catalog import Catalog, Run
-from dbfleet.cli.main import state
-from dbfleet.cli.serve import CatalogOpt, JsonOpt, resolve_catalog
 from dbfleet.config import Inventory, config_path
 from dbfleet.errors import EXIT_FAILED, UsageError
 from dbfleet.notify import Channel, build_channels, check_channels
 from dbfleet.operations.common import Repositories
 from dbfleet.operations.drill import KIND, DrillResult, alert, drill_targets, exit_code, record
-from dbfleet.schedule.config import format_span
+from dbfleet.schedule.config import Scheduling, format_span
 from dbfleet.schedule.inventory import load
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+CatalogOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalog",
+        metavar="FILE",
+        help="Job catalog (default: serve.catalog, else <inventory>.catalog.db next to it).",
+    ),
+]
+
+
+def _inventory(ctx: typer.Context, catalog: Path | None) -> tuple[Inventory, Scheduling, Path]:
+    """The inventory, its scheduling settings and the job catalog's path."""
+    from dbfleet.cli.context import state
+    from dbfleet.cli.serve import resolve_catalog
+
+    inventory_path = config_path(state(ctx).config).resolve()
+    inventory, scheduling = load(inventory_path)
+    return inventory, scheduling, resolve_catalog(catalog, inventory_path, scheduling)
 
 
 def _channels(configs: Any) -> list[Channel]:
@@ -71,9 +95,7 @@ def drill(
     all_: Annotated[bool, typer.Option("--all", help="Drill every inventory database.")] = False,
     snapshot: Annotated[
         str | None,
-        typer.Option(
-            "--snapshot", metavar="ID", help="Drill this snapshot instead of the latest."
-        ),
+        typer.Option("--snapshot", metavar="ID", help="Drill this snapshot instead of the latest."),
     ] = None,
     catalog: CatalogOpt = None,
     json_output: JsonOpt = False,
@@ -93,8 +115,7 @@ def drill(
     Exit code: 0 every drill passed; 3 restored data differed from a backup;
     1 any other drill did not pass (failed, RTO exceeded, unsupported).
     """
-    inventory_path = config_path(state(ctx).config).resolve()
-    inventory, scheduling = load(inventory_path)
+    inventory, scheduling, path = _inventory(ctx, catalog)
     if all_ and (databases or snapshot):
         raise UsageError("--all drills every database's latest snapshot: no names, no --snapshot")
     names = list(inventory.databases) if all_ else list(databases or [])
@@ -105,7 +126,6 @@ def drill(
     for name in names:
         inventory.database(name)
     channels = _channels(scheduling.notifications)
-    path = resolve_catalog(catalog, inventory_path, scheduling)
     with Catalog(path) as cat:
         with output.byte_progress(output.interactive(json_output), "drill", None) as advance:
             drilled = drill_targets(
@@ -113,9 +133,7 @@ def drill(
             )
         for target, results in drilled.items():
             run = record(cat, target, results, datetime.fromisoformat(results[0].started_at))
-            alert(
-                cat, channels, run, now=datetime.now(UTC), repeat=scheduling.serve.alert_repeat
-            )
+            alert(cat, channels, run, now=datetime.now(UTC), repeat=scheduling.serve.alert_repeat)
     everything = [r for results in drilled.values() for r in results]
     if json_output:
         output.emit_json([r.as_dict() for r in everything])
@@ -227,11 +245,9 @@ def drills(
     database's RTO objective (`rto:`), read from the job catalog. Exit code 1
     when the last drill of any database did not pass; never drilled is listed,
     not an error."""
-    inventory_path = config_path(state(ctx).config).resolve()
-    inventory, scheduling = load(inventory_path)
+    inventory, _scheduling, path = _inventory(ctx, catalog)
     for name in databases or []:
         inventory.database(name)
-    path: Path = resolve_catalog(catalog, inventory_path, scheduling)
     if path.exists():
         with Catalog(path, create=False) as cat:
             rows = drill_status(inventory, cat, databases)

@@ -7,16 +7,14 @@ Exit codes: 0 success, 1 an operation failed, 2 bad usage or bad inventory,
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dbfleet import __version__
-from dbfleet.config import Inventory, load_inventory
+from dbfleet.cli.context import State, state
 from dbfleet.errors import EXIT_USAGE, DbfleetError
-from dbfleet.operations.common import Repositories
 
 HELP = """dbfleet keeps a polyglot database estate recoverable.
 
@@ -28,6 +26,8 @@ Exit codes: 0 success, 1 operation failed, 2 bad usage or inventory,
 3 repository or data integrity problem.
 """
 
+__all__ = ["State", "app", "run", "state"]
+
 app = typer.Typer(
     help=HELP,
     no_args_is_help=True,
@@ -36,29 +36,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-@dataclass
-class State:
-    config: Path | None = None
-    _inventory: Inventory | None = None
-    _repos: Repositories | None = None
-
-    def inventory(self) -> Inventory:
-        if self._inventory is None:
-            self._inventory = load_inventory(self.config)
-        return self._inventory
-
-    def repos(self) -> Repositories:
-        if self._repos is None:
-            self._repos = Repositories(self.inventory())
-        return self._repos
-
-
-def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, State)
-    return obj
 
 
 def _version(value: bool) -> None:
@@ -87,11 +64,12 @@ def main(
 
 
 def _register() -> None:
-    from dbfleet.cli import backup, config_cmd, copy, demo, repo, retention, serve
+    from dbfleet.cli import backup, config_cmd, copy, demo, drill, repo, retention, serve
 
     backup.register(app)
     copy.register(app)
     serve.register(app)
+    drill.register(app)
     retention.register(app)
     demo.register(app)
     app.add_typer(repo.app, name="repo")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dbfleet import output
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 from dbfleet.errors import EXIT_INTEGRITY
 from dbfleet.operations import repository as ops
 from dbfleet.secrets import prompt_passphrase, secret_from

@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 
 from dbfleet import output
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 from dbfleet.config import RetentionPolicy
 from dbfleet.errors import UsageError
 from dbfleet.operations.repository import repository_names

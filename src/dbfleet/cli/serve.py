@@ -13,7 +13,7 @@ import typer
 
 from dbfleet import output
 from dbfleet.catalog import Catalog, default_path, exclusive
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 from dbfleet.config import Inventory, RepositoryConfig, config_path
 from dbfleet.errors import EXIT_FAILED, UsageError
 from dbfleet.freshness import check_freshness
@@ -108,7 +108,7 @@ def serve(
         float, typer.Option("--tick", hidden=True, min=0.05, help="Loop interval, seconds.")
     ] = 1.0,
 ) -> None:
-    """Run the inventory's schedules: backup, verify, forget, copy per
+    """Run the inventory's schedules: backup, verify, drill, forget, copy per
     database (cron, in `schedule.timezone`, UTC by default), prune per
     repository; watch each database's RPO; send notifications.
 
@@ -207,7 +207,9 @@ def jobs(
     ] = None,
     kind: Annotated[
         str | None,
-        typer.Option("--kind", metavar="KIND", help="backup, verify, forget, copy or prune."),
+        typer.Option(
+            "--kind", metavar="KIND", help="backup, verify, drill, forget, copy or prune."
+        ),
     ] = None,
     status: Annotated[
         str | None,
@@ -227,7 +229,7 @@ def jobs(
     (newest first).
 
     `bytes` is what the run added to the repository (backup, copy), restored
-    (verify) or freed (prune).
+    (verify, drill) or freed (prune).
     """
     if catalog is None:
         inventory_path = config_path(state(ctx).config).resolve()

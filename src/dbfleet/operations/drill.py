@@ -310,9 +310,7 @@ def drill_job(repos: Repositories, target: str) -> dict[str, Any]:
 # -- catalog and alerts ------------------------------------------------------
 
 
-def record(
-    catalog: Catalog, target: str, results: list[DrillResult], started_at: datetime
-) -> Run:
+def record(catalog: Catalog, target: str, results: list[DrillResult], started_at: datetime) -> Run:
     """Record the drills of one target as one manual ``drill:<target>`` run."""
     summary = summarize(results)
     run_id = catalog.record_run(

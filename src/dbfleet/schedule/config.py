@@ -6,6 +6,7 @@ Top level::
       timezone: UTC
       backup: "0 2 * * *"
       verify: "0 5 * * 0"
+      drill: "0 6 * * 6"      # restore drill: verify + RTO + catalog record (docs/drills.md)
       forget: "30 3 * * *"
       prune: "0 4 * * 0"
     serve:
@@ -51,8 +52,8 @@ from pydantic import (
 
 from dbfleet.schedule.cron import normalize, zone
 
-JOB_KINDS = ("backup", "verify", "forget", "copy", "prune")
-DATABASE_JOB_KINDS = ("backup", "verify", "forget", "copy")
+JOB_KINDS = ("backup", "verify", "drill", "forget", "copy", "prune")
+DATABASE_JOB_KINDS = ("backup", "verify", "drill", "forget", "copy")
 EVENTS = ("job_failed", "job_recovered", "database_stale", "database_fresh")
 OFF = "off"
 
@@ -160,6 +161,10 @@ class DatabaseSchedule(_Strict):
     backup: CronField | None = None
     verify: CronField | None = Field(
         default=None, description="restore the latest snapshot into scratch and compare"
+    )
+    drill: CronField | None = Field(
+        default=None,
+        description="restore drill: restore into scratch, compare, measure the RTO, record it",
     )
     forget: CronField | None = Field(
         default=None, description="apply the retention policy (prune frees the space)"
@@ -330,7 +335,8 @@ class DatabaseScheduling(_Strict):
         default=None, description="alert when the latest snapshot is older than this"
     )
     rto: PositiveSpan | None = Field(
-        default=None, description="a scheduled verify fails when its restore takes longer"
+        default=None,
+        description="a scheduled verify or a drill fails when its restore takes longer",
     )
 
 

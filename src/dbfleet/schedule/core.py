@@ -5,7 +5,7 @@ Nothing here starts a process, sleeps, or reads the time: the service passes
 
 Rules (docs/scheduling.md states them for users):
 
-- A job is one kind of work for one target: ``backup|verify|forget|copy`` of
+- A job is one kind of work for one target: ``backup|verify|drill|forget|copy`` of
   a database, ``prune`` of a repository. Its key is ``kind:target``.
 - Each scheduling pass looks at the fire times in ``(previous pass, now]``.
   Several fire times of one job in one window make **one** run, never a burst.
@@ -64,7 +64,7 @@ class Job:
 
 def _database_resources(kind: str, name: str, repository: str, copies: list[str]) -> list[Resource]:
     exclusive = kind == "forget"
-    repos = [repository] if kind == "verify" else [repository, *copies]
+    repos = [repository] if kind in ("verify", "drill") else [repository, *copies]
     return [(f"database:{name}", True)] + [(f"repository:{r}", exclusive) for r in repos]
 
 

@@ -35,6 +35,7 @@ from dbfleet.errors import DbfleetError, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories
 from dbfleet.operations.copy import copy_snapshots
+from dbfleet.operations.drill import drill_job
 from dbfleet.operations.restore import verify_snapshot
 from dbfleet.operations.retention import forget, prune_repository
 from dbfleet.schedule.config import JOB_KINDS, Scheduling
@@ -138,6 +139,11 @@ def _verify(repos: Repositories, scheduling: Scheduling, target: str) -> JobResu
     )
 
 
+def _drill(repos: Repositories, scheduling: Scheduling, target: str) -> JobResult:
+    """A restore drill (docs/drills.md); the RTO objective is the database's ``rto``."""
+    return JobResult(**drill_job(repos, target))
+
+
 def _forget(repos: Repositories, scheduling: Scheduling, target: str) -> JobResult:
     db = repos.inventory.database(target)
     assert db.repository is not None
@@ -188,6 +194,7 @@ def _prune(repos: Repositories, scheduling: Scheduling, target: str) -> JobResul
 RUNNERS: dict[str, Callable[[Repositories, Scheduling, str], JobResult]] = {
     "backup": _backup,
     "verify": _verify,
+    "drill": _drill,
     "forget": _forget,
     "copy": _copy,
     "prune": _prune,

@@ -1,0 +1,36 @@
+"""Per-invocation state shared by the command modules: the inventory and the
+opened repositories, loaded on first use. Command modules import ``state``
+from here (not from ``cli.main``, which imports them to register them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from dbfleet.config import Inventory, load_inventory
+from dbfleet.operations.common import Repositories
+
+
+@dataclass
+class State:
+    config: Path | None = None
+    _inventory: Inventory | None = None
+    _repos: Repositories | None = None
+
+    def inventory(self) -> Inventory:
+        if self._inventory is None:
+            self._inventory = load_inventory(self.config)
+        return self._inventory
+
+    def repos(self) -> Repositories:
+        if self._repos is None:
+            self._repos = Repositories(self.inventory())
+        return self._repos
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
