@@ -82,9 +82,14 @@ class SnapshotIndex:
             del known[gone]
         for snapshot_id in sorted(ids - set(known)):
             snapshot = repo.load_snapshot(snapshot_id)
-            known[snapshot_id] = (snapshot.database, snapshot.finished)
+            # A binlog capture alone restores nothing: freshness counts dumps
+            # and base backups (binlogs only extend a dump's reach).
+            database = "" if snapshot.options.get("kind") == "binlog" else snapshot.database
+            known[snapshot_id] = (database, snapshot.finished)
         newest: dict[str, tuple[str, datetime]] = {}
         for snapshot_id, (database, finished) in known.items():
+            if not database:
+                continue
             if database not in newest or finished > newest[database][1]:
                 newest[database] = (snapshot_id, finished)
         return newest

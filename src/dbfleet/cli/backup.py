@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -164,10 +165,86 @@ def restore(
     include_globals: Annotated[
         bool, typer.Option("--globals", help="PostgreSQL: also restore roles and tablespaces.")
     ] = False,
+    to_datadir: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-datadir",
+            metavar="DIR",
+            help="PostgreSQL point-in-time restore: the whole cluster into a new data "
+            "directory, from a base backup and the WAL archive (with --time, --lsn or --latest; "
+            "SNAPSHOT is the cluster's inventory name).",
+        ),
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time", metavar="TIME", help="With --to-datadir: e.g. '2026-11-20 14:03:00+00'."
+        ),
+    ] = None,
+    lsn: Annotated[
+        str | None, typer.Option("--lsn", metavar="LSN", help="With --to-datadir: a WAL position.")
+    ] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="With --to-datadir: all archived WAL.")
+    ] = False,
+    start: Annotated[
+        bool,
+        typer.Option("--start", help="With --to-datadir: start a server, wait for recovery."),
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option("--port", metavar="PORT", help="With --to-datadir --start.")
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Restore a snapshot into a database (never over the source unless named)."""
+    """Restore a snapshot into a database (never over the source unless named).
+
+    With --to-datadir (PostgreSQL): restore the cluster to a point in time
+    into a new data directory (see docs/pitr-postgresql.md).
+    """
     st = state(ctx)
+    if to_datadir is not None:
+        from dbfleet.cli.pitr import render, restore_pitr_command
+        from dbfleet.pitr.pg_restore import RecoveryTarget
+
+        if target or to or table or clean or include_globals:
+            raise UsageError(
+                "--to-datadir restores a whole cluster: "
+                "--target, --to, --table, --clean and --globals do not apply"
+            )
+        pitr = restore_pitr_command(
+            st.inventory(),
+            st.repos(),
+            snapshot.partition(":")[0],
+            to_datadir,
+            RecoveryTarget.of(time, lsn, latest),
+            start=start,
+            port=port,
+        )
+        render(pitr, json_output)
+        return
+    if time is not None and not (lsn or latest or start or port is not None):
+        name = snapshot.partition(":")[0]
+        engine = st.inventory().database(name).engine
+        if engine == "mysql":
+            if table or include_globals:
+                raise UsageError("--time restores a whole database: no --table or --globals")
+            from dbfleet.cli.pitr_mysql import print_restore
+            from dbfleet.pitr.mysql_restore import restore_to_time
+
+            recovered = restore_to_time(
+                st.repos(), name, time, target=target, to=to, password_env=password_env,
+                clean=clean,
+            )  # fmt: skip
+            if json_output:
+                output.emit_json(recovered.as_dict())
+            else:
+                print_restore(recovered)
+            return
+    if time or lsn or latest or start or port is not None:
+        raise UsageError(
+            "--time, --lsn, --latest, --start and --port need --to-datadir DIR "
+            "(PostgreSQL); MySQL/MariaDB take --time with --target or --to"
+        )
     with output.byte_progress(output.interactive(json_output), "restore", None) as advance:
         result = restore_snapshot(
             st.repos(),

@@ -64,12 +64,25 @@ def main(
 
 
 def _register() -> None:
-    from dbfleet.cli import backup, config_cmd, copy, demo, drill, repo, retention, serve
+    from dbfleet.cli import (
+        backup,
+        config_cmd,
+        copy,
+        demo,
+        drill,
+        pitr,
+        pitr_mysql,
+        repo,
+        retention,
+        serve,
+    )
 
     backup.register(app)
     copy.register(app)
     serve.register(app)
     drill.register(app)
+    pitr.register(app)
+    pitr_mysql.register(app)
     retention.register(app)
     demo.register(app)
     app.add_typer(repo.app, name="repo")

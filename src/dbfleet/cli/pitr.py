@@ -6,6 +6,7 @@ commands registered, for installations whose ``dbfleet`` does not list them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,11 +14,14 @@ from typing import Annotated, Any
 import typer
 
 from dbfleet import output
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 from dbfleet.config import Inventory
 from dbfleet.errors import UsageError
 from dbfleet.operations.common import Repositories
 from dbfleet.pitr import pg_base, pg_restore, pg_wal
+
+FETCH_FAILED = 126
+"""wal-fetch's exit status for failures: above 125, so PostgreSQL aborts recovery."""
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 DbOpt = Annotated[
@@ -111,15 +115,31 @@ def wal_fetch(
     file: Annotated[str, typer.Argument(metavar="FILE", help="%f: the WAL file name.")],
     path: Annotated[Path, typer.Argument(metavar="PATH", help="%p: where to write it.")],
     db: DbOpt = None,
+    prefetch: Annotated[
+        int,
+        typer.Option(
+            "--prefetch",
+            min=0,
+            metavar="N",
+            help=f"Also fetch the next N segments into pg_wal/{pg_wal.PREFETCH_DIR}/.",
+        ),
+    ] = 0,
 ) -> None:
     """restore_command: write an archived WAL file to PATH.
 
     Exit 1 without a message when the file is not archived (PostgreSQL asks
     for files that may not exist: timeline history, the end of the archive).
+    Any other failure exits 126, which PostgreSQL treats as fatal: recovery
+    stops instead of taking the failure for the end of the archive.
     """
-    st = state(ctx)
-    name = cluster_name(st.inventory(), db)
-    if pg_wal.fetch(st.repos().for_database(name), name, file, path) is None:
+    try:
+        st = state(ctx)
+        name = cluster_name(st.inventory(), db)
+        size = pg_wal.fetch(st.repos().for_database(name), name, file, path, prefetch=prefetch)
+    except Exception as exc:  # noqa: BLE001 - every failure must stop recovery
+        sys.stderr.write(f"dbfleet: error: wal-fetch {file}: {exc}\n")
+        raise typer.Exit(FETCH_FAILED) from None
+    if size is None:
         raise typer.Exit(1)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from dbfleet import output
-from dbfleet.cli.main import state
+from dbfleet.cli.context import state
 from dbfleet.pitr.mysql_binlog import CaptureResult, capture_binlogs, stream_binlogs
 from dbfleet.pitr.mysql_restore import (
     PitrResult,
@@ -214,10 +214,11 @@ def restore_pitr_mysql(
     if json_output:
         output.emit_json(result.as_dict())
     else:
-        _print_restore(result)
+        print_restore(result)
 
 
-def _print_restore(r: PitrResult) -> None:
+def print_restore(r: PitrResult) -> None:
+    """The one-line summary of a point-in-time restore (also for ``restore --time``)."""
     output.stdout.print(
         f"restored {r.database} into {r.target} as of "
         f"{r.target_time or 'latest'}: dump {r.dump_snapshot[:8]} ({r.restore_seconds:.1f}s), "

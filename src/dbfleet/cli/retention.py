@@ -82,10 +82,16 @@ def forget_cmd(
         verb = "would remove" if dry_run else "removed"
         for g in groups:
             removed = [d for d in g.decisions if not d.keep]
+            kind = f" {g.kind}s" if g.kind != "dump" else ""
             output.stdout.print(
-                f"[bold]{g.database}[/bold] ({g.repository}; {g.policy}): "
+                f"[bold]{g.database}[/bold]{kind} ({g.repository}; {g.policy}): "
                 f"keep {len(g.decisions) - len(removed)}, {verb} {len(removed)}"
             )
+            if g.wal_removed:
+                output.stdout.print(
+                    f"  WAL: {verb} {len(g.wal_removed)} files older than the oldest kept "
+                    f"base backup ({g.wal_removed[0]} .. {g.wal_removed[-1]})"
+                )
             for d in g.decisions:
                 when = d.snapshot.finished.isoformat(timespec="seconds")
                 why = ", ".join(d.reasons) if d.keep else verb

@@ -120,6 +120,12 @@ def restore_snapshot(
     on_bytes: Callable[[int], None] | None = None,
 ) -> RestoreResult:
     repo, snapshot = repos.locate(selector)
+    if snapshot.options.get("kind") == "basebackup":
+        raise UsageError(
+            f"snapshot {snapshot.short_id} is a PostgreSQL base backup",
+            hint=f"restore the cluster with 'dbfleet restore {snapshot.database} --to-datadir DIR "
+            "--time T|--lsn L|--latest'",
+        )
     config = resolve_target(repos, snapshot, target=target, to=to, password_env=password_env)
     engine = engine_for(config)
     if tables and not engine.capabilities.subset_restore:

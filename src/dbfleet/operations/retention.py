@@ -9,6 +9,9 @@ from typing import Any
 
 from dbfleet.config import Inventory, RetentionPolicy
 from dbfleet.operations.common import Repositories, matches_database
+from dbfleet.pitr import pg_base
+from dbfleet.pitr.mysql_binlog import KIND as BINLOG_KIND
+from dbfleet.pitr.mysql_restore import obsolete_binlogs
 from dbfleet.repo import Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 from dbfleet.repo.prune import PruneStats, prune
@@ -21,14 +24,21 @@ class ForgetGroup:
     database: str
     policy: str
     decisions: list[Decision] = field(default_factory=list)
+    kind: str = "dump"
+    """Snapshots of one database are grouped by ``options.kind``: a policy
+    keeps N dumps *and* N base backups, never one kind in place of the other."""
+    wal_removed: list[str] = field(default_factory=list)
+    """PostgreSQL base backups: archived WAL files older than the oldest kept one."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "repository": self.repository,
             "database": self.database,
+            "kind": self.kind,
             "policy": self.policy,
             "keep": [d.as_dict() for d in self.decisions if d.keep],
             "remove": [d.as_dict() for d in self.decisions if not d.keep],
+            "wal_removed": self.wal_removed,
         }
 
 
@@ -71,24 +81,68 @@ def _forget_in(
     override: RetentionPolicy | None,
     dry_run: bool,
 ) -> list[ForgetGroup]:
-    by_database: dict[str, list[Snapshot]] = defaultdict(list)
+    by_database: dict[tuple[str, str], list[Snapshot]] = defaultdict(list)
     for snapshot in repo.list_snapshots():
         if databases and not matches_database(snapshot.database, databases):
             continue
-        by_database[snapshot.database].append(snapshot)
+        kind = str(snapshot.options.get("kind", "dump"))
+        by_database[(snapshot.database, kind)].append(snapshot)
     pinned = repo.pinned()
     groups = []
-    for database, snapshots in sorted(by_database.items()):
+    removed: set[str] = set()
+    # Binlog captures last: which of them a kept dump still needs depends on
+    # which dumps the other groups keep.
+    for (database, kind), snapshots in sorted(
+        by_database.items(), key=lambda item: (item[0][1] == BINLOG_KIND, item[0])
+    ):
+        if kind == BINLOG_KIND:
+            group = _binlog_group(repo, repo_name, database, snapshots, removed, pinned)
+            if not dry_run:
+                for decision in group.decisions:
+                    if not decision.keep:
+                        repo.delete_snapshot(decision.snapshot.id)
+            groups.append(group)
+            continue
         policy = policy_for(inventory, repo_name, database, override)
         group = ForgetGroup(
-            repo_name, database, policy.describe(), apply_policy(snapshots, policy, pinned)
+            repo_name, database, policy.describe(), apply_policy(snapshots, policy, pinned), kind
         )
+        if kind == pg_base.KIND:  # the WAL that the kept base backups need stays
+            kept = [d.snapshot for d in group.decisions if d.keep]
+            doomed = pg_base.wal_retention(repo, database, kept)
+            group.wal_removed = [o.file for o in doomed]
+            if not dry_run:
+                pg_base.forget_wal(repo, doomed)
+        removed.update(d.snapshot.id for d in group.decisions if not d.keep)
         if not dry_run:
             for decision in group.decisions:
                 if not decision.keep:
                     repo.delete_snapshot(decision.snapshot.id)
         groups.append(group)
     return groups
+
+
+def _binlog_group(
+    repo: Repository,
+    repo_name: str,
+    database: str,
+    binlogs: list[Snapshot],
+    removed: set[str],
+    pinned: set[str],
+) -> ForgetGroup:
+    """Binlogs are kept by the recovery chain, not by count: a capture goes
+    when no remaining dump of the database needs it for point-in-time replay."""
+    remaining = [s for s in repo.list_snapshots() if s.id not in removed]
+    obsolete = {s.id for s in obsolete_binlogs(remaining, database)}
+    decisions = []
+    for snap in sorted(binlogs, key=lambda s: s.finished, reverse=True):
+        if snap.id in pinned:
+            decisions.append(Decision(snap, True, ["pinned"]))
+        elif snap.id in obsolete:
+            decisions.append(Decision(snap, False, ["no remaining dump needs it"]))
+        else:
+            decisions.append(Decision(snap, True, ["point-in-time chain of a kept dump"]))
+    return ForgetGroup(repo_name, database, "binlog chain", decisions, BINLOG_KIND)
 
 
 def prune_repository(

@@ -1,40 +1,30 @@
-"""MySQL/MariaDB binary logs captured into the repository, for point-in-time recovery.
+"""MySQL/MariaDB binary logs captured into the repository (see docs/pitr-mysql.md).
 
-Each *closed* binary log file becomes one snapshot of the inventory entry
-(``options.kind == "binlog"``) with one stream, ``binlog``: the file's exact
-bytes (magic, then every event). Files are read one of two ways:
+Each *closed* binlog file becomes one snapshot of the inventory entry
+(``options.kind == "binlog"``) whose stream ``binlog`` holds the file's
+exact bytes. Files are read over the **replication protocol**
+(``COM_BINLOG_DUMP`` for one file, non-blocking; the server's artificial
+events are left out, so the stream equals the file on the server's disk;
+no temporary file) or **shipped** from the binlog directory (``binlog_dir``,
+through its ``.index`` file). Every event is framed and checked on the way
+(it must end where its header says), and the file's server id, creation
+time and last event time are recorded.
 
-* over the **replication protocol** (default): dbfleet connects like a
-  replica and sends ``COM_BINLOG_DUMP`` for one file (non-blocking, from
-  position 4), writing the events as they arrive straight into the
-  repository, no temporary file; the server's artificial events (fake
-  rotate, a re-sent format description, heartbeats) are left out, so the
-  stream is the file as it is on the server's disk. Needs ``REPLICATION
-  SLAVE`` and, to list the files, ``BINLOG MONITOR`` (MariaDB) /
-  ``REPLICATION CLIENT`` (MySQL);
-* by **shipping files** from a directory (``binlog_dir``: dbfleet runs on
-  the database host or sees its binlog directory), read through the server's
-  ``.index`` file.
-
-Either way every event is framed and checked as it passes (each event must
-end where its header says), and the file's server id, creation time and
-first and last event times are recorded. The file being written (the last
-one) is never captured; ``flush=True`` runs ``FLUSH BINARY LOGS`` first so
-that everything up to now is in closed files (needs ``RELOAD`` /
-``BINLOG ADMIN``). Files already in the repository (same name and size)
-are skipped, so capturing is idempotent and may run as often as wanted;
-files older than the binlog position of the oldest dump are not needed
-for any restore and are skipped unless ``since`` says otherwise.
+The file being written is never captured (``flush`` rotates it first);
+files already in the repository (same name and size) are skipped, and so
+are files older than the oldest dump's binlog file, which no restore needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,8 +33,9 @@ import pymysql
 
 from dbfleet.config import DatabaseConfig, Inventory
 from dbfleet.engines.mysql_server import Location, connect_error
-from dbfleet.errors import EngineError, UsageError
+from dbfleet.errors import DbfleetError, EngineError, UsageError
 from dbfleet.operations.common import Repositories
+from dbfleet.operations.copy import already_copied, copy_snapshot
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 from dbfleet.secrets import secret_from
@@ -57,11 +48,13 @@ ROTATE, STOP, FORMAT_DESCRIPTION, HEARTBEAT = 4, 3, 15, 27
 ARTIFICIAL = 0x20
 COM_BINLOG_DUMP = 0x12
 DUMP_NON_BLOCK = 0x01
+DUMP_ANNOTATE_ROWS = 0x02  # MariaDB: send Annotate_rows events too (else the file has gaps)
 KIND = "binlog"
 STREAM = "binlog"
 MEDIA_TYPE = "application/x-mysql-binlog"
 DUMP_SERVER_ID = 0  # like mariadb-binlog: a non-blocking dump, not a registered replica
 _READ_SIZE = 1 << 20
+_CLOSED_BY = {ROTATE: "rotate", STOP: "stop"}
 
 
 def file_number(name: str) -> int:
@@ -100,16 +93,17 @@ class FileStats:
     created: int | None = None
     """The format description event's timestamp: when the file was opened."""
     last_event: int | None = None
+    max_event: int = 0
     closed_by: str | None = None
-    """``rotate`` or ``stop`` (its last event), ``crash`` (the server moved
-    on without closing it), ``None``: it ended where the server's log ended."""
+    """``rotate`` or ``stop`` (its last event), else ``unclean`` (the server
+    crashed and went on with a new file)."""
 
     def check(self, event: bytes) -> None:
         """Frame and check one event at the current end of the file."""
         if len(event) < HEADER.size:
             raise EngineError(f"binlog {self.name}: truncated event at offset {self.size}")
         when, kind, server_id, size, end, _ = HEADER.unpack_from(event)
-        if size != len(event) or (end and end != self.size + size):
+        if size != len(event) or (end and end != (self.size + size) & 0xFFFFFFFF):
             raise EngineError(
                 f"binlog {self.name}: event at offset {self.size} has size {size} and ends at "
                 f"{end}, expected {len(event)} bytes ending at {self.size + len(event)}"
@@ -121,14 +115,15 @@ class FileStats:
         self.events += 1
         self.size += size
         self.last_event = when or self.last_event
-        self.closed_by = {ROTATE: "rotate", STOP: "stop"}.get(kind)
+        self.max_event = max(self.max_event, when)
+        self.closed_by = _CLOSED_BY.get(kind, "unclean")
 
     def options(self, source: str) -> dict[str, Any]:
         return {
             "kind": KIND, "file": self.name, "size": self.size, "events": self.events,
             "server_id": self.server_id, "source": source, "closed_by": self.closed_by,
             "created": utc(self.created or 0), "first_event_time": utc(self.created or 0),
-            "last_event_time": utc(self.last_event or 0),
+            "last_event_time": utc(self.last_event or 0), "max_event_time": utc(self.max_event),
         }  # fmt: skip
 
 
@@ -200,7 +195,7 @@ class BinlogSource(Protocol):
         last one is the file being written."""
         ...
 
-    def events(self, file: str) -> Iterator[bytes]:
+    def events(self, file: str) -> Generator[bytes, None, None]:
         """The events of one (closed) file, in order."""
         ...
 
@@ -260,7 +255,7 @@ class ReplicationSource:
             raise EngineError("the server has no binary log (log_bin is off)")
         return [(str(r[0]), int(r[1])) for r in rows]
 
-    def events(self, file: str) -> Iterator[bytes]:
+    def events(self, file: str) -> Generator[bytes, None, None]:
         conn = self.server.connect(read_timeout=max(60, self.server.timeout))
         raw: Any = conn  # PyMySQL has no public API for the replication commands
         try:
@@ -270,7 +265,10 @@ class ReplicationSource:
                 cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
                 cur.execute("SET @source_binlog_checksum = @@global.binlog_checksum")
                 cur.execute("SET @mariadb_slave_capability = 4")
-            request = struct.pack("<IHI", 4, DUMP_NON_BLOCK, DUMP_SERVER_ID) + file.encode()
+            flags = DUMP_NON_BLOCK
+            if "mariadb" in str(raw.get_server_info()).lower():
+                flags |= DUMP_ANNOTATE_ROWS
+            request = struct.pack("<IHI", 4, flags, DUMP_SERVER_ID) + file.encode()
             raw._execute_command(COM_BINLOG_DUMP, request)
             started = False
             while True:
@@ -280,10 +278,10 @@ class ReplicationSource:
                 if data[:1] != b"\x00" or len(data) < 1 + HEADER.size:
                     raise EngineError(f"binlog {file}: unexpected replication packet")
                 event = data[1:]
-                _, kind, _, _, end, flags = HEADER.unpack_from(event)
+                _, kind, _, _, end, event_flags = HEADER.unpack_from(event)
                 if kind == HEARTBEAT:
                     continue
-                if flags & ARTIFICIAL or end == 0:
+                if event_flags & ARTIFICIAL or end == 0:
                     if kind == ROTATE and started:
                         return  # the server moved on to the next file
                     continue
@@ -320,7 +318,7 @@ class DirectorySource:
             names = [os.path.basename(line.strip()) for line in f if line.strip()]
         return [(n, os.path.getsize(os.path.join(self.directory, n))) for n in names]
 
-    def events(self, file: str) -> Iterator[bytes]:
+    def events(self, file: str) -> Generator[bytes, None, None]:
         with open(os.path.join(self.directory, file), "rb") as f:
             yield from split_events(iter(lambda: f.read(_READ_SIZE), b""))
 
@@ -339,32 +337,35 @@ class CaptureResult:
     since: str | None = None
     bytes: int = 0
     note: str | None = None
+    copies: dict[str, int] = field(default_factory=dict)
+    """Binlog snapshots copied to each ``copy_to`` repository."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def captured_files(repo: Repository, owner: str) -> dict[tuple[str, int], Snapshot]:
-    """Binlog files of ``owner`` in the repository, by (file name, size)."""
+def captured_files(snapshots: list[Snapshot], owner: str) -> dict[tuple[str, int], Snapshot]:
+    """Binlog files of ``owner`` among ``snapshots``, by (file name, size)."""
     return {
         (str(s.options.get("file")), int(s.options.get("size", 0))): s
-        for s in repo.list_snapshots(owner)
-        if is_binlog(s)
+        for s in snapshots
+        if s.database == owner and is_binlog(s)
     }
 
 
-def oldest_dump_file(repo: Repository, owner: str) -> str | None:
-    """The binlog file of the oldest dump of ``owner`` (or of its members)
-    that recorded a binlog position: nothing before it is needed."""
-    dumps = [
-        s for s in repo.list_snapshots()
+def dumps_of(snapshots: list[Snapshot], owner: str) -> list[Snapshot]:
+    """Dumps of ``owner`` (or of its members) that recorded a binlog position."""
+    return [
+        s for s in snapshots
         if (s.database == owner or s.database.startswith(f"{owner}/")) and not is_binlog(s)
         and (s.consistency_point or {}).get("binlog_file")
     ]  # fmt: skip
-    if not dumps:
-        return None
-    return min((str(s.consistency_point["binlog_file"]) for s in dumps if s.consistency_point),
-               key=file_number)  # fmt: skip
+
+
+def oldest_dump_file(snapshots: list[Snapshot], owner: str) -> str | None:
+    """The binlog file of the oldest dump: no restore needs an earlier file."""
+    files = [str((s.consistency_point or {})["binlog_file"]) for s in dumps_of(snapshots, owner)]
+    return min(files, key=file_number) if files else None
 
 
 def open_source(config: DatabaseConfig, binlog_dir: str | None) -> BinlogSource:
@@ -379,7 +380,6 @@ def capture_binlogs(
     flush: bool = False,
     since: str | None = None,
     known: dict[tuple[str, int], Snapshot] | None = None,
-    on_file: Callable[[dict[str, Any]], None] | None = None,
 ) -> CaptureResult:
     """Capture the closed binlog files of entry ``name`` not yet in its
     repository (see module docstring). ``known`` caches
@@ -392,16 +392,21 @@ def capture_binlogs(
         _Server(config).flush()
     result = CaptureResult(database=owner, source=source.name)
     with repository_lock(repo.storage, exclusive=False, operation=f"binlog capture {owner}"):
-        since = since or oldest_dump_file(repo, owner)
+        snapshots = repo.list_snapshots() if since is None or known is None else []
+        since = since or oldest_dump_file(snapshots, owner)
         result.since = since
         if since is None:
             result.note = "no dump with a binlog position yet: nothing to capture"
             return result
         files = source.files()
         result.active = files[-1][0] if files else None
-        have = known if known is not None else captured_files(repo, owner)
+        have = known if known is not None else captured_files(snapshots, owner)
+        # numbering that restarted (RESET MASTER, a new server) makes ``since`` moot
+        first = file_number(since)
+        if not any(file_number(f) >= first for f, _ in files):
+            first = 0
         for file, size in files[:-1]:
-            if file_number(file) < file_number(since):
+            if file_number(file) < first:
                 continue
             if (file, size) in have:
                 result.skipped += 1
@@ -411,16 +416,33 @@ def capture_binlogs(
             entry = {"snapshot": snapshot.id, **snapshot.options}
             result.captured.append(entry)
             result.bytes += snapshot.size
-            if on_file:
-                on_file(entry)
+    if config.copy_to and result.captured:
+        _fan_out(repos, repo, owner, config.copy_to, result)
     return result
+
+
+def _fan_out(
+    repos: Repositories, repo: Repository, owner: str, destinations: list[str],
+    result: CaptureResult,
+) -> None:  # fmt: skip
+    """Copy binlog snapshots to the entry's ``copy_to`` repositories, also
+    ones an earlier copy failed on."""
+    binlogs = [s for s in repo.list_snapshots(owner) if is_binlog(s)]
+    origin = str(repo.config["id"])
+    for name in destinations:
+        destination = repos.get(name)
+        done = already_copied(destination)
+        missing = [s for s in binlogs if (origin, s.id) not in done]
+        for snapshot in missing:
+            copy_snapshot(repo, destination, snapshot, name)
+        result.copies[name] = len(missing)
 
 
 def _capture_file(repo: Repository, owner: str, source: BinlogSource, file: str) -> Snapshot:
     started = datetime.now(UTC)
     stats = FileStats(file)
-    with BackupWriter(repo) as writer:
-        writer.write_stream(STREAM, EventReader(source.events(file), stats), MEDIA_TYPE)  # type: ignore[arg-type]
+    with BackupWriter(repo) as writer, contextlib.closing(source.events(file)) as events:
+        writer.write_stream(STREAM, EventReader(events, stats), MEDIA_TYPE)  # type: ignore[arg-type]
         if stats.events == 0:
             raise EngineError(f"binlog {file}: no events (purged from the server?)")
         snapshot = writer.commit(
@@ -432,8 +454,10 @@ def _capture_file(repo: Repository, owner: str, source: BinlogSource, file: str)
                 finished=datetime.now(UTC),
                 tool=f"dbfleet binlog capture ({source.name})",
                 consistency_point={
-                    "server_id": stats.server_id, "binlog_file": file,
-                    "binlog_position": len(MAGIC), "binlog_end": stats.size,
+                    "server_id": stats.server_id,
+                    "binlog_file": file,
+                    "binlog_position": len(MAGIC),
+                    "binlog_end": stats.size,
                 },  # fmt: skip
                 options=stats.options(source.name),
                 tags=[KIND],
@@ -441,3 +465,45 @@ def _capture_file(repo: Repository, owner: str, source: BinlogSource, file: str)
         )
     log.info("captured binlog %s (%d bytes) as snapshot %s", file, stats.size, snapshot.short_id)
     return snapshot
+
+
+def stream_binlogs(
+    repos: Repositories,
+    name: str,
+    *,
+    binlog_dir: str | None = None,
+    interval: float = 60.0,
+    flush_every: float | None = None,
+    rounds: int = 0,
+    on_result: Callable[[CaptureResult], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
+) -> int:
+    """Capture again every ``interval`` seconds (``rounds`` times, 0: until
+    interrupted); with ``flush_every``, rotate the server's binlog that often
+    so that no change waits longer than that to reach the repository. A
+    failed round (server restarting, repository busy) is reported to
+    ``on_error`` and retried next round. Returns the number of files captured."""
+    owner = binlog_owner(repos.inventory, name)
+    known = captured_files(repos.for_database(owner).list_snapshots(owner), owner)
+    since: str | None = None
+    last_flush = time.monotonic()
+    total = done = 0
+    while True:
+        flush = flush_every is not None and time.monotonic() - last_flush >= flush_every
+        try:
+            result = capture_binlogs(repos, name, binlog_dir=binlog_dir, flush=flush,
+                                     since=since, known=known)  # fmt: skip
+            since = result.since
+            if flush:
+                last_flush = time.monotonic()
+            total += len(result.captured)
+            if on_result:
+                on_result(result)
+        except (DbfleetError, OSError) as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+        done += 1
+        if rounds and done >= rounds:
+            return total
+        time.sleep(interval)

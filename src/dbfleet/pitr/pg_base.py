@@ -23,13 +23,11 @@ import io
 import json
 import re
 import socket
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 
 from dbfleet.config import DatabaseConfig, Inventory
-from dbfleet.engines.postgresql import PostgreSQLEngine
 from dbfleet.engines.process import dump_process
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.pitr.pg_wal import WalObject, list_wal, wal_needed_from, wal_to_forget
@@ -204,6 +202,8 @@ def take_base_backup(
     tags: list[str] | None = None,
 ) -> Snapshot:
     """Stream ``pg_basebackup`` into ``repo`` as a ``basebackup`` snapshot."""
+    from dbfleet.engines.postgresql import PostgreSQLEngine  # psycopg: only when used
+
     engine = PostgreSQLEngine(config)
     started = datetime.now(UTC)
     # The engine's connection, tool lookup and private PGPASSFILE are reused
@@ -216,7 +216,9 @@ def take_base_backup(
             " FROM pg_control_system()"
         ).fetchone()
         assert row is not None
-    settings = dict(zip(("archive_mode", "archive_command", "archive_library"), row[:3]))
+    settings = dict(
+        zip(("archive_mode", "archive_command", "archive_library"), row[:3], strict=True)
+    )
     _check_archiving(settings, info.in_recovery)
     tool = engine._tool("pg_basebackup", info.major)
     argv = [tool, *engine.location.tool_args(), "-D", "-", "-Ft", "-X", "none",
@@ -232,7 +234,9 @@ def take_base_backup(
         label = tap.members.get("backup_label")
         if label is None:
             raise EngineError("pg_basebackup's tar has no backup_label")
-        positions = BackupPositions.parse(label, bytes(tap.members.get("backup_manifest", b"")))
+        positions = BackupPositions.parse(
+            bytes(label), bytes(tap.members.get("backup_manifest", b""))
+        )
         snapshot = writer.commit(
             Snapshot(
                 database=database,
@@ -308,7 +312,3 @@ def describe(snapshot: Snapshot) -> dict[str, Any]:
         "timeline": point.get("timeline"),
         "size": snapshot.size,
     }
-
-
-def elapsed(began: float) -> float:
-    return round(time.monotonic() - began, 3)

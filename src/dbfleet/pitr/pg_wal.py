@@ -31,6 +31,7 @@ skips those segments.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -50,7 +51,9 @@ FORMAT_ZSTD = 1
 CONTENT_ID_HEX = 32
 DEFAULT_AHEAD = 16
 DEFAULT_WORKERS = 4
-ZSTD_LEVEL = 1  # WAL compresses well even at level 1; level 3 halves the push rate
+DEFAULT_PREFETCH = 8
+PREFETCH_DIR = "dbfleet-prefetch"
+ZSTD_LEVEL = 1  # WAL (page images, zero-filled tails) compresses well at the fastest level
 
 _SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 _PARTIAL = re.compile(r"^[0-9A-F]{24}\.partial$")
@@ -190,10 +193,8 @@ def _conflict(
 ) -> WalConflictError:
     ours = system_identifier(data)
     theirs: int | None = None
-    try:
+    with contextlib.suppress(RepositoryError):
         theirs = system_identifier(read_object(repo, existing[0]))
-    except RepositoryError:
-        pass
     detail = ""
     if ours is not None and theirs is not None and ours != theirs:
         detail = f" by another cluster (system identifier {theirs}, this one is {ours})"
@@ -284,11 +285,8 @@ def read_object(repo: Repository, obj: WalObject) -> bytes:
     return data
 
 
-def fetch(repo: Repository, database: str, file: str, destination: Path) -> int | None:
-    """``restore_command``: write ``file`` to ``destination`` (temporary name,
-    then rename). ``None`` when it is not archived, which PostgreSQL expects
-    for timeline probes and the end of the archive."""
-    check_wal_name(file)
+def load(repo: Repository, database: str, file: str) -> bytes | None:
+    """The verified bytes of an archived file; ``None`` when not archived."""
     found = archived(repo, database, file)
     if not found:
         return None
@@ -297,12 +295,77 @@ def fetch(repo: Repository, database: str, file: str, destination: Path) -> int 
             f"{file} of {database} is archived {len(found)} times with different content",
             hint="two clusters archived under one name; restore cannot tell which is right",
         )
-    data = read_object(repo, found[0])
+    return read_object(repo, found[0])
+
+
+def _write(data: bytes, destination: Path) -> None:
     tmp = destination.with_name(f".{destination.name}.dbfleet-tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, destination)
+
+
+def next_segments(file: str, segment_size: int, count: int) -> list[str]:
+    """The ``count`` segment names after ``file`` on its timeline."""
+    per_log = (1 << 32) // segment_size
+    segno = int(file[8:16], 16) * per_log + int(file[16:24], 16)
+    return [
+        f"{file[:8]}{n // per_log:08X}{n % per_log:08X}"
+        for n in range(segno + 1, segno + 1 + count)
+    ]
+
+
+def fetch(
+    repo: Repository,
+    database: str,
+    file: str,
+    destination: Path,
+    *,
+    prefetch: int = 0,
+    workers: int = DEFAULT_WORKERS,
+) -> int | None:
+    """``restore_command``: write ``file`` to ``destination`` (temporary name,
+    then rename). ``None`` when it is not archived, which PostgreSQL expects
+    for timeline probes and the end of the archive.
+
+    With ``prefetch``, the next segments are fetched in parallel into
+    ``PREFETCH_DIR`` beside ``destination`` (complete files only), where the
+    ``restore_command`` that :func:`dbfleet.pitr.pg_restore.restore_command`
+    writes picks them up without starting dbfleet; older ones are removed."""
+    check_wal_name(file)
+    if prefetch <= 0 or not _SEGMENT.match(file):
+        data = load(repo, database, file)
+        if data is not None:
+            _write(data, destination)
+        return None if data is None else len(data)
+    spool = destination.parent / PREFETCH_DIR
+    _clean_spool(spool, file)
+    data = load(repo, database, file)
+    if data is None:
+        return None
+    _write(data, destination)
+    spool.mkdir(mode=0o700, exist_ok=True)
+    wanted = [n for n in next_segments(file, len(data), prefetch) if not (spool / n).exists()]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        futures = [(n, pool.submit(load, repo, database, n)) for n in wanted]
+        for name, fut in futures:
+            # a failure here is reported when PostgreSQL asks for that segment
+            got = None if fut.exception() is not None else fut.result()
+            if got is not None:
+                _write(got, spool / name)
     return len(data)
+
+
+def _clean_spool(spool: Path, current: str) -> None:
+    """Drop prefetched segments PostgreSQL has gone past, and torn writes."""
+    try:
+        entries = os.listdir(spool)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry < current or entry.endswith(".dbfleet-tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spool / entry)
 
 
 # -- retention -----------------------------------------------------------------

@@ -310,7 +310,10 @@ class Repository:
                 raise SnapshotNotFoundError(
                     f"no snapshot of {database!r}", hint="see 'dbfleet snapshots'"
                 )
-            return found[-1]
+            # "latest" is the newest dump: base backups and log archives (options.kind)
+            # are restored through point-in-time recovery, not by plain restore
+            plain = [s for s in found if "kind" not in s.options]
+            return (plain or found)[-1]
         if not _looks_like_id(which) or len(which) < 4:
             raise SnapshotNotFoundError(
                 f"{selector!r} is not a snapshot id or '<database>:latest'",

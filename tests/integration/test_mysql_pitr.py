@@ -1,0 +1,353 @@
+"""MySQL/MariaDB point-in-time recovery against a real MariaDB server.
+
+A private ``mariadbd`` (Debian's binary, its own data and binlog directory,
+run as the ``mysql`` user when the tests run as root) is started for this
+module: the tests flush and read its binary logs, which on the shared test
+server would be large and written to by other tests at the same time.
+
+The shape of the PostgreSQL test: rows written at t1, t2 and t3 (more than
+a second apart, binlog timestamps have one-second resolution), binlogs
+captured, a restore to a moment between t2 and t3 has the t1 and t2 rows
+and not the t3 rows; ``latest`` has all of them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dbfleet.cli import main as cli_main
+from dbfleet.cli import pitr_mysql
+from dbfleet.config import Inventory, load_inventory, parse_inventory
+from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
+from dbfleet.operations.backup import backup_database
+from dbfleet.operations.common import Repositories
+from dbfleet.operations.repository import init_repository
+from dbfleet.pitr.mysql_binlog import (
+    STREAM,
+    capture_binlogs,
+    is_binlog,
+    oldest_dump_file,
+)
+from dbfleet.pitr.mysql_restore import obsolete_binlogs, plan_recovery, restore_to_time
+from dbfleet.repo import Snapshot, iter_stream
+from tests.integration.conftest import _unavailable
+
+pytestmark = pytest.mark.mysql
+
+MARIADBD = "/usr/sbin/mariadbd"
+ADMIN_PASSWORD_ENV = "DBFLEET_TEST_PITR_MYSQL_PASSWORD"
+REPO_PASSWORD_ENV = "DBFLEET_TEST_PITR_REPO_PW"
+FAST_KDF = {"n": 2**10, "r": 8, "p": 1}
+
+
+@dataclass
+class Server:
+    port: int
+    binlog_dir: Path
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"mysql://pitr@127.0.0.1:{self.port}"
+
+    def connect(self, dbname: str | None = None) -> pymysql.connections.Connection[Any]:
+        return pymysql.connect(
+            host="127.0.0.1", port=self.port, user="pitr", password=self.password,
+            database=dbname, autocommit=True,
+        )  # fmt: skip
+
+    def execute(self, sql: str, dbname: str | None = None, args: Any = None) -> list[Any]:
+        with self.connect(dbname) as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    install = shutil.which("mariadb-install-db")
+    if not os.access(MARIADBD, os.X_OK) or not install or not shutil.which("mariadb-binlog"):
+        _unavailable("MariaDB server binaries missing (mariadb-server, mariadb-client)")
+    assert install is not None
+    base = Path(tempfile.mkdtemp(prefix="dbfleet-pitr-mysql-"))
+    as_root = os.geteuid() == 0
+    run_as = ["runuser", "-u", "mysql", "--"] if as_root else []
+    os_user = "mysql" if as_root else getpass.getuser()
+    (base / "binlog").mkdir()
+    port = _free_port()
+    (base / "my.cnf").write_text(
+        f"[mariadbd]\ndatadir={base}/data\nsocket={base}/sock\npid-file={base}/pid\n"
+        f"bind-address=127.0.0.1\nport={port}\nskip-name-resolve\nlog-error={base}/err.log\n"
+        f"server-id=7\nlog-bin={base}/binlog/mb\nbinlog-format=ROW\ngtid-strict-mode=ON\n"
+        "innodb-buffer-pool-size=64M\ninnodb-log-file-size=16M\nperformance-schema=OFF\n"
+        "innodb-flush-log-at-trx-commit=2\nsync-binlog=0\n"
+        + (f"user={os_user}\n" if as_root else "")
+    )
+    if as_root:
+        shutil.chown(base, "mysql", "mysql")
+        shutil.chown(base / "binlog", "mysql", "mysql")
+    cnf = f"--defaults-file={base}/my.cnf"
+    root_sql = ["mariadb", "--no-defaults", f"--socket={base}/sock", "-u", getpass.getuser()]
+    proc = None
+    try:
+        owner = [f"--user={os_user}"] if as_root else [f"--auth-root-socket-user={os_user}"]
+        subprocess.run([install, cnf, "--skip-test-db", "--auth-root-authentication-method=socket",
+                        *owner], check=True, capture_output=True)  # fmt: skip
+        proc = subprocess.Popen([*run_as, MARIADBD, cnf], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+        password = secrets.token_hex(8)
+        grant = (f"CREATE USER pitr@'%' IDENTIFIED BY '{password}';"
+                 "GRANT ALL ON *.* TO pitr@'%' WITH GRANT OPTION;")  # fmt: skip
+        for _ in range(120):
+            done = subprocess.run(root_sql, input=grant.encode(), capture_output=True)
+            if done.returncode == 0:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"mariadbd exited: {(base / 'err.log').read_text()[-2000:]}")
+            time.sleep(0.25)
+        else:
+            pytest.fail("mariadbd did not accept connections within 30 s")
+        os.environ[ADMIN_PASSWORD_ENV] = password
+        yield Server(port, base / "binlog", password)
+    finally:
+        os.environ.pop(ADMIN_PASSWORD_ENV, None)
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _inventory(server: Server, dbname: str, repo_url: str) -> Inventory:
+    return parse_inventory({
+        "repositories": {"r": {"url": repo_url, "passphrase_env": REPO_PASSWORD_ENV},
+                         "off": {"url": f"{repo_url}-off", "passphrase_env": REPO_PASSWORD_ENV}},
+        "databases": {"shop": {"engine": "mysql", "url": f"{server.url}/{dbname}",
+                               "password_env": ADMIN_PASSWORD_ENV, "repository": "r",
+                               "copy_to": ["off"]}},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def repos(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Repositories]:
+    monkeypatch.setenv(REPO_PASSWORD_ENV, "pitr-test")
+    dbname = f"shop_{secrets.token_hex(3)}"
+    server.execute(f"CREATE DATABASE {dbname}")
+    server.execute("CREATE TABLE orders (id INT PRIMARY KEY, label VARCHAR(20), qty INT)", dbname)
+    inventory = _inventory(server, dbname, f"memory://pitr-{dbname}")
+    init_repository(inventory, "r", kdf=FAST_KDF)
+    init_repository(inventory, "off", kdf=FAST_KDF)
+    yield Repositories(inventory)
+    for (name,) in server.execute("SHOW DATABASES LIKE %s", args=(f"{dbname}%",)):
+        server.execute(f"DROP DATABASE `{name}`")
+
+
+def _dbname(repos: Repositories) -> str:
+    return str(repos.inventory.databases["shop"].url).rsplit("/", 1)[1]
+
+
+def _rows(server: Server, dbname: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in server.execute("SELECT * FROM orders ORDER BY id", dbname)]
+
+
+def _server_time(server: Server) -> float:
+    return float(server.execute("SELECT UNIX_TIMESTAMP(NOW(6))")[0][0])
+
+
+def _write_history(server: Server, dbname: str) -> float:
+    """Writes at t1, t2 and t3, each in a later second; returns a time
+    between t2 and t3 (a whole second, after every t2 event's second)."""
+    server.execute("INSERT INTO orders VALUES (10, 't1', 1), (11, 't1', 1)", dbname)
+    time.sleep(1.1)
+    server.execute("INSERT INTO orders VALUES (20, 't2', 2)", dbname)
+    server.execute("UPDATE orders SET qty = 22 WHERE id = 10", dbname)
+    with server.connect(dbname) as open_txn, open_txn.cursor() as cur:
+        # begun before the target time, committed after it: not applied
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO orders VALUES (25, 'open', 25)")
+        target = int(_server_time(server)) + 1
+        time.sleep(max(0.0, target - _server_time(server)) + 0.1)
+        cur.execute("COMMIT")
+    server.execute("INSERT INTO orders VALUES (30, 't3', 3)", dbname)
+    server.execute("DELETE FROM orders WHERE id = 11", dbname)
+    return float(target)
+
+
+T0 = [(1, "t0", 0)]
+AT_T2 = [(1, "t0", 0), (10, "t1", 22), (11, "t1", 1), (20, "t2", 2)]
+LATEST = [(1, "t0", 0), (10, "t1", 22), (20, "t2", 2), (25, "open", 25), (30, "t3", 3)]
+
+
+def test_restore_to_a_time_between_t2_and_t3(server: Server, repos: Repositories) -> None:
+    dbname = _dbname(repos)
+    server.execute("INSERT INTO orders VALUES (1, 't0', 0)", dbname)
+    dump = backup_database(repos, "shop")
+    # another database's writes in the same binlog must not reach the target
+    server.execute(f"CREATE DATABASE {dbname}_noise")
+    server.execute("CREATE TABLE noise (x INT)", f"{dbname}_noise")
+    target = _write_history(server, dbname)
+    server.execute("INSERT INTO noise VALUES (1)", f"{dbname}_noise")
+
+    first = capture_binlogs(repos, "shop", flush=True)
+    assert first.captured and first.source == "replication"
+    assert first.copies == {"off": len(first.captured)}  # copy_to, like backups
+    again = capture_binlogs(repos, "shop", flush=False)
+    assert again.captured == [] and again.skipped == len(first.captured)
+
+    # the replication protocol gives the files byte for byte as on disk
+    repo = repos.for_database("shop")
+    for snap in (s for s in repo.list_snapshots("shop") if is_binlog(s)):
+        on_disk = (server.binlog_dir / str(snap.options["file"])).read_bytes()
+        assert b"".join(iter_stream(repo, snap, STREAM)) == on_disk
+
+    when = datetime.fromtimestamp(target, UTC)
+    result = restore_to_time(repos, "shop", when, target=f"{dbname}_pitr")
+    assert result.dump_snapshot == dump.snapshot
+    assert _rows(server, f"{dbname}_pitr") == AT_T2
+    assert result.binlog_events > 0 and result.recovered_until < when.isoformat()
+    assert not server.execute(f"SHOW DATABASES LIKE '{dbname}\\_pitr\\_noise'")
+
+    latest = restore_to_time(repos, "shop", "latest", target=f"{dbname}_latest")
+    assert _rows(server, f"{dbname}_latest") == LATEST == _rows(server, dbname)
+    assert latest.binlog_events > result.binlog_events
+    assert server.execute(f"SHOW TABLES FROM `{dbname}_latest`") == [("orders",)]
+
+
+def test_directory_shipping_and_refusals(
+    server: Server, repos: Repositories, tmp_path: Path
+) -> None:
+    dbname = _dbname(repos)
+    server.execute("INSERT INTO orders VALUES (1, 't0', 0)", dbname)
+    with pytest.raises(SnapshotNotFoundError):  # nothing to start from yet
+        plan_recovery(repos, "shop", None)
+    assert capture_binlogs(repos, "shop").note  # no dump: nothing to capture
+    backup_database(repos, "shop")
+    before_dump = datetime.now(UTC).replace(year=2000)
+    target = _write_history(server, dbname)
+    with pytest.raises(SnapshotNotFoundError, match="binlog .* is not in the repository"):
+        plan_recovery(repos, "shop", None)
+
+    server.execute("FLUSH BINARY LOGS")
+    shipped = capture_binlogs(repos, "shop", binlog_dir=str(server.binlog_dir))
+    assert shipped.source == "directory" and shipped.captured
+    # the replication protocol finds the same files already there
+    assert capture_binlogs(repos, "shop").captured == []
+    # a damaged file fails its capture and records nothing
+    damaged = tmp_path / "binlog"
+    shutil.copytree(server.binlog_dir, damaged)
+    last_closed = shipped.captured[-1]["file"]
+    with open(damaged / last_closed, "r+b") as f:
+        f.truncate(int(shipped.captured[-1]["size"]) - 7)
+    count = len(repos.for_database("shop").list_snapshots())
+    with pytest.raises(EngineError, match="inside an event"):
+        capture_binlogs(repos, "shop", binlog_dir=str(damaged))
+    assert len(repos.for_database("shop").list_snapshots()) == count
+
+    with pytest.raises(SnapshotNotFoundError, match="no dump"):
+        restore_to_time(repos, "shop", before_dump, target=f"{dbname}_never")
+    with pytest.raises(UsageError, match="no UTC offset"):
+        restore_to_time(repos, "shop", "2030-01-01 00:00:00", target=f"{dbname}_never")
+    time.sleep(1.1)
+    with pytest.raises(UsageError, match="reach"):  # later than anything captured
+        restore_to_time(repos, "shop", datetime.now(UTC), target=f"{dbname}_never")
+    assert not server.execute(f"SHOW DATABASES LIKE '{dbname}\\_never'")
+
+    stamp = datetime.fromtimestamp(target, UTC).isoformat()
+    result = restore_to_time(repos, "shop", stamp, target=f"{dbname}_dir")
+    assert _rows(server, f"{dbname}_dir") == AT_T2
+    assert result.binlog_files
+
+
+def test_cli_with_a_server_entry(server: Server, repos: Repositories, tmp_path: Path) -> None:
+    """The commands, on an ``all_databases`` entry: its binlogs are captured
+    once for the server and serve each of its databases."""
+    dbname = _dbname(repos)
+    server.execute("INSERT INTO orders VALUES (1, 't0', 0)", dbname)
+    config = tmp_path / "dbfleet.yaml"
+    config.write_text(
+        f"repositories:\n  r:\n    url: file://{tmp_path / 'repo'}\n"
+        f"    passphrase_env: {REPO_PASSWORD_ENV}\n"
+        f"databases:\n  srv:\n    engine: mysql\n    url: {server.url}/mysql\n"
+        f"    password_env: {ADMIN_PASSWORD_ENV}\n    all_databases: true\n"
+        f"    include: [{dbname}]\n"
+    )
+    file_repos = Repositories(load_inventory(config))
+    init_repository(file_repos.inventory, "r", kdf=FAST_KDF)
+    backup_database(file_repos, f"srv/{dbname}")
+    target = _write_history(server, dbname)
+    app = typer.Typer()
+    app.callback()(cli_main.main)
+    pitr_mysql.register(app)
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, ["--config", str(config), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    shipped = json.loads(run("binlog-ship", "srv", "--flush", "--json"))
+    assert shipped["database"] == "srv" and shipped["captured"]
+    assert "nothing new" in run("binlog-stream", "srv", "--interval", "0.1", "--rounds", "2")
+    stamp = datetime.fromtimestamp(target, UTC).isoformat()
+    plan = json.loads(run("restore-pitr-mysql", f"srv/{dbname}", "--time", stamp, "--plan",
+                          "--json"))  # fmt: skip
+    assert plan["binlog_files"] == [e["file"] for e in shipped["captured"]]
+    out = run("restore-pitr-mysql", f"srv/{dbname}", "--time", stamp, "--target", f"{dbname}_cli")
+    assert f"{dbname}_cli" in out
+    assert _rows(server, f"{dbname}_cli") == AT_T2
+
+
+def _snap(database: str, at: int, **fields: Any) -> Snapshot:
+    when = datetime.fromtimestamp(at, UTC)
+    return Snapshot(database=database, engine="mysql", hostname="h", started=when,
+                    finished=when, **fields)  # fmt: skip
+
+
+def _binlog(file: str, created: int, last: int) -> Snapshot:
+    times = {"created": created, "last_event_time": last, "max_event_time": last}
+    return _snap("srv", last, id=f"{created:064x}", options={
+        "kind": "binlog", "file": file, "server_id": 1,
+        **{k: datetime.fromtimestamp(v, UTC).isoformat() for k, v in times.items()},
+    })  # fmt: skip
+
+
+def test_binlogs_no_dump_needs() -> None:
+    """For retention: binlogs outside every remaining dump's run (of the entry
+    or its members), captured before the newest dump, are obsolete; none
+    without a dump. File 2's last event has an old time stamp (a session's
+    SET TIMESTAMP): the run, not the time, decides."""
+    binlogs = [_binlog("b.000001", 0, 100), _binlog("b.000002", 100, 50),
+               _binlog("b.000003", 200, 300), _binlog("b.000005", 400, 500)]  # fmt: skip
+    dump = _snap("srv/app", 150, consistency_point={"binlog_file": "b.000002", "server_id": 1})
+    other = _snap("elsewhere", 150, consistency_point={"binlog_file": "b.000001"})
+    everything = [*binlogs, dump, other]
+    assert obsolete_binlogs(everything, "srv") == [binlogs[0]]  # b.000005: after a gap, later
+    assert obsolete_binlogs([*binlogs, other], "srv") == []
+    assert oldest_dump_file(everything, "srv") == "b.000002"
