@@ -4,6 +4,8 @@ every database on it is backed up, including ones created later."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -80,3 +82,44 @@ def test_all_databases_includes_new_ones(
     finally:
         for name in (first, second, skipped, f"{prefix}_copy"):
             pg_server.drop_database(name)
+
+
+@pytest.mark.mysql
+def test_mysql_server_entry_lists_new_databases(
+    mysql_server: Any, mysql_databases: Callable[[str], str]
+) -> None:
+    from dbfleet.engines.mysql import MySQLEngine
+
+    name = mysql_databases("srv")
+    engine = MySQLEngine(mysql_server.config("mysql"))
+    assert name not in engine.list_databases()
+    mysql_server.execute([f"CREATE DATABASE `{name}`"])
+    listed = engine.list_databases()
+    assert name in listed
+    assert not {"mysql", "information_schema", "performance_schema", "sys"} & set(listed)
+
+
+def test_clickhouse_server_entry_lists_new_databases(
+    ch_server: Any, ch_databases: Callable[[str], str]
+) -> None:
+    from dbfleet.engines.clickhouse import ClickHouseEngine
+
+    name = ch_databases("srv")
+    engine = ClickHouseEngine(ch_server.config("default"))
+    assert name not in engine.list_databases()
+    ClickHouseEngine(ch_server.config(name))._client().execute(f"CREATE DATABASE {name}")
+    listed = engine.list_databases()
+    assert name in listed and "system" not in listed
+
+
+def test_influxdb_server_entry_lists_new_databases(
+    influx_server: Any, influx_databases: Callable[[str], str]
+) -> None:
+    from dbfleet.engines.influxdb import InfluxDBEngine
+
+    name = influx_databases("srv")
+    engine = InfluxDBEngine(influx_server.config("_internal"))
+    assert name not in engine.list_databases()
+    engine._client().query(f'CREATE DATABASE "{name}"')
+    listed = engine.list_databases()
+    assert name in listed and "_internal" not in listed

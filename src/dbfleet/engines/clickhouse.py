@@ -139,7 +139,11 @@ DUMP_SETTINGS = {
 class ClickHouseEngine:
     name: ClassVar[str] = "clickhouse"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        subset_restore=True, globals=False, consistency_point=False, scratch_targets=True
+        subset_restore=True,
+        globals=False,
+        consistency_point=False,
+        scratch_targets=True,
+        server_entries=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
@@ -182,6 +186,17 @@ class ClickHouseEngine:
             timeout=float(options.get("timeout", 600)),
             ca_file=options.get("ca_file"),
             password_hint=" / ".join(where),
+        )
+
+    def list_databases(self) -> list[str]:
+        """User databases on the server (``system`` and ``default`` excluded:
+        the default database is named explicitly when wanted)."""
+        rows = self._client().rows("SELECT name FROM system.databases")
+        return sorted(
+            str(r["name"])
+            for r in rows
+            if str(r["name"])
+            not in ("system", "default", "INFORMATION_SCHEMA", "information_schema")
         )
 
     def _database_exists(self, client: Client, db: str) -> bool:

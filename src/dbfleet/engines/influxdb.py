@@ -128,7 +128,11 @@ READY_SECONDS = 60
 class InfluxDBEngine:
     name: ClassVar[str] = "influxdb"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        subset_restore=True, globals=False, consistency_point=False, scratch_targets=True
+        subset_restore=True,
+        globals=False,
+        consistency_point=False,
+        scratch_targets=True,
+        server_entries=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
@@ -190,6 +194,10 @@ class InfluxDBEngine:
     def _run(self, argv: list[str]) -> str:
         timeout = float(self.config.options.get("tool_timeout", 3600))
         return run_tool(argv, timeout=timeout)
+
+    def list_databases(self) -> list[str]:
+        """Databases on the server (``_internal`` excluded)."""
+        return sorted(d for d in self._databases(self._client()) if d != "_internal")
 
     def _databases(self, client: Client) -> set[str]:
         return {str(v[0]) for v in client.values("SHOW DATABASES")}

@@ -141,7 +141,11 @@ _READ_SIZE = 1 << 20
 class MySQLEngine:
     name: ClassVar[str] = "mysql"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        subset_restore=True, globals=True, consistency_point=True, scratch_targets=True
+        subset_restore=True,
+        globals=True,
+        consistency_point=True,
+        scratch_targets=True,
+        server_entries=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
@@ -165,6 +169,13 @@ class MySQLEngine:
 
     def scratch(self, label: str) -> DatabaseConfig:
         return self.target(f"{self.location.dbname}_dbfleet_{label}"[:MAX_NAME_CHARS])
+
+    def list_databases(self) -> list[str]:
+        """User databases on the server (system schemas excluded)."""
+        with self._connect(database=False) as conn, conn.cursor() as cur:
+            cur.execute("SHOW DATABASES")
+            names = [str(row[0]) for row in cur.fetchall()]
+        return sorted(n for n in names if n.lower() not in SYSTEM_DATABASES)
 
     def drop(self) -> None:
         dbname = self.location.dbname
