@@ -10,11 +10,12 @@ round trip against a real server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar, Protocol
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,20 @@ class ServerEngine(Engine, Protocol):
     def list_databases(self) -> list[str]:
         """User databases on the server, now (system databases excluded)."""
         ...
+
+
+def server_url(config: DatabaseConfig, engine: str, known_options: Collection[str]) -> str:
+    """Check a server engine's config: its ``url`` (returned) and that every
+    key of ``options`` is one the engine knows (a typo must not be ignored)."""
+    if not config.url:
+        raise UsageError(f"engine {engine} needs 'url'")
+    unknown = set(config.options) - set(known_options)
+    if unknown:
+        raise UsageError(
+            f"unknown {engine} option(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(known_options))})"
+        )
+    return config.url
 
 
 def compare_fingerprints(

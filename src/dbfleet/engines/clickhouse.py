@@ -102,6 +102,7 @@ from dbfleet.engines.base import (
     RestoreOptions,
     StreamSink,
     StreamSource,
+    server_url,
 )
 from dbfleet.engines.clickhouse_http import Client, Location, ServerError, with_database
 from dbfleet.engines.clickhouse_restore import STAGING_PREFIX, Restore
@@ -147,16 +148,9 @@ class ClickHouseEngine:
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
-        if not config.url:
-            raise UsageError("engine clickhouse needs 'url' (http://user@host:8123/db)")
-        unknown = set(config.options) - OPTIONS
-        if unknown:
-            raise UsageError(
-                f"unknown clickhouse option(s) {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(sorted(OPTIONS))})"
-            )
+        url = server_url(config, "clickhouse", OPTIONS)
         self.config = config
-        self.location = Location.parse(config.url)
+        self.location = Location.parse(url)
 
     # -- locations -------------------------------------------------------
 

@@ -101,6 +101,7 @@ from dbfleet.engines.base import (
     RestoreOptions,
     StreamSink,
     StreamSource,
+    server_url,
 )
 from dbfleet.engines.influxdb_api import (
     ALL_TIME,
@@ -136,14 +137,7 @@ class InfluxDBEngine:
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
-        if not config.url:
-            raise UsageError("engine influxdb needs 'url' (http://user@host:8086/db)")
-        unknown = set(config.options) - OPTIONS
-        if unknown:
-            raise UsageError(
-                f"unknown influxdb option(s) {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(sorted(OPTIONS))})"
-            )
+        url = server_url(config, "influxdb", OPTIONS)
         api = str(config.options.get("api", "v1"))
         if api != "v1":
             raise UsageError(
@@ -151,7 +145,7 @@ class InfluxDBEngine:
                 hint="InfluxDB 2.x needs the influx CLI with a token, 3.x object-store access",
             )
         self.config = config
-        self.location = Location.parse(config.url)
+        self.location = Location.parse(url)
         address = config.options.get("backup_address") or f"{self.location.host}:8088"
         self.backup_address = str(address)
 

@@ -110,6 +110,7 @@ from dbfleet.engines.base import (
     RestoreOptions,
     StreamSink,
     StreamSource,
+    server_url,
 )
 from dbfleet.engines.mysql_dump import DumpScanner, ScanTap, filter_dump, quote
 from dbfleet.engines.mysql_globals import read_globals, replay_globals
@@ -149,16 +150,9 @@ class MySQLEngine:
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
-        if not config.url:
-            raise UsageError("engine mysql needs 'url'")
-        unknown = set(config.options) - OPTIONS
-        if unknown:
-            raise UsageError(
-                f"unknown mysql option(s) {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(sorted(OPTIONS))})"
-            )
+        url = server_url(config, "mysql", OPTIONS)
         self.config = config
-        self.location = Location.parse(config.url)
+        self.location = Location.parse(url)
         self._tools: dict[str, Tool] = {}
 
     # -- locations -------------------------------------------------------

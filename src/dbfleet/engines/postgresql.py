@@ -88,6 +88,7 @@ from dbfleet.engines.base import (
     RestoreOptions,
     StreamSink,
     StreamSource,
+    server_url,
 )
 from dbfleet.engines.postgresql_archive import (
     ArchiveFormatError,
@@ -209,16 +210,9 @@ class PostgreSQLEngine:
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
-        if not config.url:
-            raise UsageError("engine postgresql needs 'url'")
-        unknown = set(config.options) - OPTIONS
-        if unknown:
-            raise UsageError(
-                f"unknown postgresql option(s) {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(sorted(OPTIONS))})"
-            )
+        url = server_url(config, "postgresql", OPTIONS)
         self.config = config
-        self.location = _Location.parse(config.url)
+        self.location = _Location.parse(url)
         self._tool_versions: dict[str, str] = {}
 
     # -- locations -------------------------------------------------------

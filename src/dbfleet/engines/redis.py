@@ -112,6 +112,7 @@ from dbfleet.engines.base import (
     RestoreOptions,
     StreamSink,
     StreamSource,
+    server_url,
 )
 from dbfleet.engines.process import dump_process, find_tool, run_tool
 from dbfleet.engines.redis_keys import MEDIA_TYPE, FingerprintBuilder, IteratorReader
@@ -139,20 +140,13 @@ class RedisEngine:
     capabilities: ClassVar[Capabilities] = Capabilities(subset_restore=True)
 
     def __init__(self, config: DatabaseConfig) -> None:
-        if not config.url:
-            raise UsageError("engine redis needs 'url'")
-        unknown = set(config.options) - OPTIONS
-        if unknown:
-            raise UsageError(
-                f"unknown redis option(s) {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(sorted(OPTIONS))})"
-            )
+        url = server_url(config, "redis", OPTIONS)
         for option, choices in CHOICES.items():
             value = config.options.get(option, choices[0])
             if value not in choices:
                 raise UsageError(f"redis option {option} must be one of {', '.join(choices)}")
         self.config = config
-        self.location = Location.parse(config.url)
+        self.location = Location.parse(url)
         self.mode = str(config.options.get("mode", "logical"))
         self.separator = str(config.options.get("separator", ":")).encode()
         if not self.separator:
