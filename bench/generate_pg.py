@@ -19,7 +19,7 @@ Tables (normal, logged tables, so that ``pg_dump`` dumps them as usual):
 Usage::
 
     export PGPASSWORD=...
-    python bench/generate_pg.py --url postgresql://dbfleet@127.0.0.1:54329/postgres \
+    python bench/generate_pg.py --url postgresql://dbfleet@127.0.0.1:15432/postgres \
         --size-gb 1.0
     python bench/generate_pg.py --url ... --mutate-percent 1
 
@@ -44,7 +44,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 DB_NAME = "dbfleet_bench"
-DEFAULT_URL = "postgresql://dbfleet@127.0.0.1:54329/postgres"
+DEFAULT_URL = "postgresql://dbfleet@127.0.0.1:15432/postgres"
 GENERATOR_VERSION = 1
 """Bump when the generated data changes, so that ``--keep`` regenerates."""
 

@@ -7,7 +7,7 @@ SERVERS+=(mariadb)
 
 # --- MariaDB -----------------------------------------------------------------
 
-MARIADB_PORT="${DBFLEET_TEST_MARIADB_PORT:-53306}"
+MARIADB_PORT="${DBFLEET_TEST_MARIADB_PORT:-13306}"
 MARIADB_STATE="$STATE/mariadb"
 MARIADB_DATA="$MARIADB_STATE/data"
 MARIADB_BINLOG="$MARIADB_STATE/binlog"

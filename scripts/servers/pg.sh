@@ -5,7 +5,7 @@ SERVERS+=(pg)
 
 # --- PostgreSQL --------------------------------------------------------------
 
-PG_PORT="${DBFLEET_TEST_PG_PORT:-54329}"
+PG_PORT="${DBFLEET_TEST_PG_PORT:-15432}"
 PG_STATE="$STATE/pg"
 PG_DATA="$PG_STATE/data"
 PG_RUN="$PG_STATE/run"

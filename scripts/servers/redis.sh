@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Redis from Debian's redis-server package; sourced by scripts/test-servers.sh.
 #
-# One server on 127.0.0.1:$DBFLEET_TEST_REDIS_PORT (default 56379), run as the
+# One server on 127.0.0.1:$DBFLEET_TEST_REDIS_PORT (default 16379), run as the
 # package's "redis" user with its own directory under $STATE/redis, a
 # test-only password for the default user and an ACL user "app" that may not
 # replicate (no SYNC/PSYNC: RDB backups must fail for it). The tests start
@@ -10,7 +10,7 @@
 
 SERVERS+=(redis)
 
-REDIS_PORT="${DBFLEET_TEST_REDIS_PORT:-56379}"
+REDIS_PORT="${DBFLEET_TEST_REDIS_PORT:-16379}"
 REDIS_STATE="$STATE/redis"
 REDIS_CONF="$REDIS_STATE/redis.conf"
 REDIS_PID="$REDIS_STATE/redis.pid"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pymysql
 import pytest
@@ -224,7 +225,10 @@ def test_unreachable_server_and_missing_tools(
         port = s.getsockname()[1]
     url = mysql_source.config.url
     assert url is not None
-    closed = engine_for(mysql_source.config.with_changes(url=url.replace(":53306", f":{port}")))
+    server_port = urlsplit(url).port
+    closed = engine_for(
+        mysql_source.config.with_changes(url=url.replace(f":{server_port}", f":{port}"))
+    )
     health = closed.health()
     assert not health.ok and health.error and "Can't connect" in health.error
     assert "check that the server is running" in health.error
