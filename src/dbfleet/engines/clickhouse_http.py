@@ -27,9 +27,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from io import RawIOBase
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from dbfleet.errors import EngineError, UsageError
+from dbfleet.engines.http_url import parse_http_url
+from dbfleet.errors import EngineError
 
 DEFAULT_PORTS = {"http": 8123, "https": 8443}
 TAIL_BYTES = 64 * 1024
@@ -58,27 +59,13 @@ class Location:
 
     @classmethod
     def parse(cls, url: str) -> Location:
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS:
-            raise UsageError(
-                f"ClickHouse url must start with http:// or https:// (the HTTP interface), "
-                f"got {parts.scheme}://"
-            )
-        if parts.query or parts.fragment:
-            raise UsageError("ClickHouse url takes no query parameters; use 'options:'")
-        try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            raise UsageError("ClickHouse url has an invalid port") from None
-        database = unquote(parts.path.strip("/"))
-        if not database or "/" in database:
-            raise UsageError("ClickHouse url must name one database: http://user@host:8123/db")
+        parsed = parse_http_url(url, "ClickHouse", DEFAULT_PORTS, "http://user@host:8123/db")
         return cls(
-            scheme=parts.scheme,
-            host=parts.hostname or "localhost",
-            port=port,
-            user=unquote(parts.username) if parts.username else "default",
-            database=database,
+            scheme=parsed.scheme,
+            host=parsed.host,
+            port=parsed.port,
+            user=parsed.user or "default",
+            database=parsed.database,
         )
 
     def describe(self, database: str | None = None) -> str:

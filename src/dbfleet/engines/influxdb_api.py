@@ -14,9 +14,10 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from dbfleet.errors import EngineError, UsageError
+from dbfleet.engines.http_url import parse_http_url
+from dbfleet.errors import EngineError
 
 DEFAULT_PORTS = {"http": 8086, "https": 8086}
 # Every representable time: InfluxQL would otherwise end raw queries at now().
@@ -33,24 +34,13 @@ class Location:
 
     @classmethod
     def parse(cls, url: str) -> Location:
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS:
-            raise UsageError(f"InfluxDB url must start with http:// or https://, got {url!r}")
-        if parts.query or parts.fragment:
-            raise UsageError("InfluxDB url takes no query parameters; use 'options:'")
-        try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            raise UsageError("InfluxDB url has an invalid port") from None
-        database = unquote(parts.path.strip("/"))
-        if not database or "/" in database:
-            raise UsageError("InfluxDB url must name one database: http://user@host:8086/db")
+        parsed = parse_http_url(url, "InfluxDB", DEFAULT_PORTS, "http://user@host:8086/db")
         return cls(
-            scheme=parts.scheme,
-            host=parts.hostname or "localhost",
-            port=port,
-            user=unquote(parts.username) if parts.username else None,
-            database=database,
+            scheme=parsed.scheme,
+            host=parsed.host,
+            port=parsed.port,
+            user=parsed.user,
+            database=parsed.database,
         )
 
     def describe(self, database: str | None = None) -> str:
