@@ -52,11 +52,19 @@ def already_copied(destination: Repository) -> set[tuple[str, str]]:
 
 
 def copy_snapshot(
-    source: Repository, destination: Repository, snapshot: Snapshot, destination_name: str
+    source: Repository,
+    destination: Repository,
+    snapshot: Snapshot,
+    destination_name: str,
+    copied_before: set[tuple[str, str]] | None = None,
 ) -> CopyResult:
+    """Copy one snapshot. ``copied_before`` (from :func:`already_copied`) saves
+    re-reading every destination manifest when copying many snapshots."""
     began = time.monotonic()
     origin = {"repository": str(source.config["id"]), "snapshot": snapshot.id}
-    if (origin["repository"], origin["snapshot"]) in already_copied(destination):
+    if copied_before is None:
+        copied_before = already_copied(destination)
+    if (origin["repository"], origin["snapshot"]) in copied_before:
         return CopyResult(snapshot.id, snapshot.database, destination_name, None, False)
     with (
         repository_lock(destination.storage, exclusive=False, operation="copy"),
@@ -102,4 +110,5 @@ def copy_snapshots(
             if not databases or matches_database(s.database, databases)
         ]
     with repository_lock(src.storage, exclusive=False, operation="copy"):
-        return [copy_snapshot(src, dst, snap, destination) for snap in chosen]
+        copied_before = already_copied(dst)  # read the destination's manifests once
+        return [copy_snapshot(src, dst, snap, destination, copied_before) for snap in chosen]
