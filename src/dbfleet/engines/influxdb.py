@@ -124,6 +124,7 @@ MANIFEST_FORMAT = "dbfleet-influxdb-manifest/1"
 SYSTEM_DATABASES = {"_internal"}
 MAX_NAME = 200
 READY_SECONDS = 60
+LOADING_ERRORS = ("shard is disabled", "engine is closed")
 
 
 class InfluxDBEngine:
@@ -375,14 +376,17 @@ class InfluxDBEngine:
                    target, "-host", self.backup_address, str(path)])  # fmt: skip
 
     def _wait_ready(self, client: Client, database: str) -> None:
-        """Restored shards are briefly "disabled" until influxd has loaded them."""
+        """Restored shards are briefly unusable until influxd has loaded them:
+        queries answer "shard is disabled" or, while a shard's storage engine
+        is being reopened, "engine is closed"."""
         deadline = time.monotonic() + READY_SECONDS
         while True:
             try:
                 fingerprint(client, database)
                 return
             except QueryError as exc:
-                if "disabled" not in exc.message or time.monotonic() > deadline:
+                loading = any(text in exc.message for text in LOADING_ERRORS)
+                if not loading or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 
