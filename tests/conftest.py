@@ -9,6 +9,9 @@ _PLUGINS = [
     "tests.integration.fixtures_redis",
     "tests.integration.fixtures_clickhouse",
     "tests.integration.fixtures_influxdb",
+    "tests.integration.fixtures_mongodb",
+    "tests.integration.fixtures_neo4j",
+    "tests.integration.fixtures_weaviate",
     "tests.integration.fixtures_s3",
 ]
 pytest_plugins = [name for name in _PLUGINS if importlib.util.find_spec(name) is not None]

@@ -36,13 +36,23 @@ from dbfleet.schedule.config import (
 )
 
 DEFAULT_PATH = "dbfleet.yaml"
-SERVER_ENGINES = {"postgresql", "mysql", "redis", "clickhouse", "influxdb"}
+SERVER_ENGINES = {
+    "postgresql",
+    "mysql",
+    "redis",
+    "clickhouse",
+    "influxdb",
+    "mongodb",
+    "neo4j",
+    "weaviate",
+}
 FILE_ENGINES = {"sqlite"}
 ENGINE_ALIASES = {
     "postgres": "postgresql",
     "pg": "postgresql",
     "sqlite3": "sqlite",
     "mariadb": "mysql",
+    "mongo": "mongodb",
 }
 
 

@@ -40,6 +40,9 @@ _REGISTRY = {
     "redis": "dbfleet.engines.redis:RedisEngine",
     "clickhouse": "dbfleet.engines.clickhouse:ClickHouseEngine",
     "influxdb": "dbfleet.engines.influxdb:InfluxDBEngine",
+    "mongodb": "dbfleet.engines.mongodb:MongoDBEngine",
+    "neo4j": "dbfleet.engines.neo4j:Neo4jEngine",
+    "weaviate": "dbfleet.engines.weaviate:WeaviateEngine",
 }
 
 
