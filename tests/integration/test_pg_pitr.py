@@ -325,6 +325,12 @@ def test_cli_basebackup_and_wal_list(history: Cluster) -> None:
     assert summary["files"] >= 5 and summary["first"] <= summary["last"]
     refused = subprocess.run([*cli, "basebackup", f"{DB}/postgres"], capture_output=True, text=True)
     assert refused.returncode == 2
+    checked = subprocess.run(
+        [*cli, "repo", "check", "--read-data", "--json"], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    (report,) = json.loads(checked.stdout)
+    assert report["ok"] and report["wal_files"] == summary["files"], report
 
 
 def test_archiving_throughput(history: Cluster) -> None:

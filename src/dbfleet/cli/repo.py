@@ -61,7 +61,8 @@ def check(
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Check structure and index; with --read-data every byte. Exit 3 on errors."""
+    """Check structure, index and the WAL archive (holes a kept base backup needs are
+    errors); with --read-data every byte, WAL included. Exit 3 on errors."""
     st = state(ctx)
     ok = True
     reports = []
@@ -79,6 +80,7 @@ def check(
             output.stdout.print(
                 f"{name}: {status}; {report.snapshots} snapshots, {report.packs} packs, "
                 f"{report.blobs} blobs"
+                + (f", {report.wal_files} WAL files" if report.wal_files else "")
                 + (f", {output.human_bytes(report.bytes_read)} read" if read_data else "")
             )
     if json_output:

@@ -8,6 +8,7 @@ from typing import Any
 from dbfleet.config import Inventory
 from dbfleet.errors import RepositoryError
 from dbfleet.operations.common import Repositories
+from dbfleet.pitr.pg_wal_check import check_wal_archive
 from dbfleet.repo import Repository
 from dbfleet.repo.check import CheckReport, check_repository
 from dbfleet.repo.lock import LockInfo, remove_stale_locks, repository_lock
@@ -54,7 +55,9 @@ def check(
 ) -> CheckReport:
     repo = repos.get(name)
     with repository_lock(repo.storage, exclusive=False, operation="check"):
-        return check_repository(repo, read_data=read_data, on_pack=on_pack)
+        report = check_repository(repo, read_data=read_data, on_pack=on_pack)
+        check_wal_archive(repo, report, read_data=read_data)
+        return report
 
 
 def unlock(repos: Repositories, name: str) -> list[LockInfo]:

@@ -127,7 +127,7 @@ def _aad(name: str) -> bytes:
     return b"dbfleet-wal:" + name.encode()
 
 
-def _parse(name: str, size: int) -> WalObject | None:
+def parse_object_name(name: str, size: int) -> WalObject | None:
     file, dot, content_id = name.rpartition("/")[2].rpartition(".")
     if not dot or len(content_id) != CONTENT_ID_HEX:
         return None
@@ -141,13 +141,14 @@ def _parse(name: str, size: int) -> WalObject | None:
 def archived(repo: Repository, database: str, file: str) -> list[WalObject]:
     """The objects stored for one WAL file name (normally zero or one)."""
     prefix = f"{database_prefix(database)}{_group(file)}/{file}."
-    found = (_parse(o.name, o.size) for o in repo.storage.list(prefix))
+    found = (parse_object_name(o.name, o.size) for o in repo.storage.list(prefix))
     return sorted((o for o in found if o is not None and o.file == file), key=lambda o: o.name)
 
 
 def list_wal(repo: Repository, database: str) -> list[WalObject]:
     """Every archived file of ``database``, in WAL order (history files last)."""
-    found = (_parse(o.name, o.size) for o in repo.storage.list(database_prefix(database)))
+    listed = repo.storage.list(database_prefix(database))
+    found = (parse_object_name(o.name, o.size) for o in listed)
     objects = [o for o in found if o is not None]
     return sorted(objects, key=lambda o: (o.position or (1 << 32, 0), o.file, o.name))
 

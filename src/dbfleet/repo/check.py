@@ -34,6 +34,7 @@ class CheckReport:
     packs: int = 0
     blobs: int = 0
     snapshots: int = 0
+    wal_files: int = 0
     bytes_read: int = 0
 
     @property
@@ -48,6 +49,7 @@ class CheckReport:
             "packs": self.packs,
             "blobs": self.blobs,
             "snapshots": self.snapshots,
+            "wal_files": self.wal_files,
             "bytes_read": self.bytes_read,
         }
 
