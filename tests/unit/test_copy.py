@@ -16,7 +16,9 @@ from dbfleet.operations.demo import create_sample_database
 
 def _estate(tmp_path: Path, copy_to: list[str] | None = None) -> tuple[Path, Path]:
     database = tmp_path / "notes.db"
-    create_sample_database(database, notes=4000)
+    # ~9.5 MB: several chunks whatever the repository's random gear table, so the
+    # changed chunk is a small part of the second snapshot in every run
+    create_sample_database(database, notes=12000)
     entry: dict[str, object] = {"engine": "sqlite", "path": str(database), "repository": "main"}
     if copy_to:
         entry["copy_to"] = copy_to

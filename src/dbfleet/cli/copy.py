@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
 from dbfleet import output
 from dbfleet.cli.context import state
-from dbfleet.operations.copy import copy_snapshots
+from dbfleet.operations.copy import copy_snapshots, copy_wal_archives
 
 
 def copy(
@@ -31,17 +32,31 @@ def copy(
 
     For example local to S3 (3-2-1). The databases are not touched again,
     chunks the destination already has are not uploaded, and snapshots copied
-    before are skipped."""
+    before are skipped. PostgreSQL WAL archives of the databases copied go
+    along (files the destination lacks), so PITR works from the copy too."""
+    repos = state(ctx).repos()
     results = copy_snapshots(
-        state(ctx).repos(),
+        repos,
         source=source,
         destination=destination,
         selectors=snapshots or None,
         databases=database,
     )
+    # named snapshots take their databases' WAL along; otherwise the filter's
+    wal_databases = sorted({r.database for r in results}) if snapshots else database
+    wal = (
+        copy_wal_archives(repos, source=source, destination=destination, databases=wal_databases)
+        if wal_databases != []
+        else []
+    )
     if json_output:
-        output.emit_json([r.as_dict() for r in results])
+        output.emit_json([r.as_dict() for r in results] + [asdict(w) for w in wal])
         return
+    for w in wal:
+        output.stdout.print(
+            f"{w.database}: WAL {w.copied_files} of {w.wal_files} files copied to "
+            f"{w.destination}, {output.human_bytes(w.added_bytes)} uploaded"
+        )
     for r in results:
         if r.copied:
             output.stdout.print(

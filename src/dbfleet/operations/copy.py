@@ -7,6 +7,12 @@ chunk is read and verified from the source, named with the destination's
 key, and stored only if the destination lacks it. Chunk boundaries are kept
 from the source, so copies of related snapshots deduplicate against each
 other. A copied snapshot records its origin; copying it again is a no-op.
+
+The PostgreSQL WAL archive of a database whose snapshots are copied goes
+along (files the destination lacks), so the second site can do
+point-in-time recovery too. ``wal-push`` itself writes only to the
+database's own repository (archiving latency matters); a ``copy`` run or a
+scheduled ``copy`` job carries the WAL over.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 from dbfleet.errors import UsageError
 from dbfleet.operations.common import Repositories, matches_database
+from dbfleet.pitr.pg_wal import WalCopyResult, archived_databases, copy_archive
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 
@@ -112,3 +119,25 @@ def copy_snapshots(
     with repository_lock(src.storage, exclusive=False, operation="copy"):
         copied_before = already_copied(dst)  # read the destination's manifests once
         return [copy_snapshot(src, dst, snap, destination, copied_before) for snap in chosen]
+
+
+def copy_wal_archives(
+    repos: Repositories,
+    *,
+    source: str,
+    destination: str,
+    databases: list[str] | None = None,
+) -> list[WalCopyResult]:
+    """Copy the WAL archives of ``databases`` (default: every archive in the
+    source) that the destination lacks; see the module docstring."""
+    src = repos.get(source)
+    dst = repos.get(destination)
+    with (
+        repository_lock(src.storage, exclusive=False, operation="copy"),
+        repository_lock(dst.storage, exclusive=False, operation="copy"),
+    ):
+        return [
+            copy_archive(src, dst, name, destination)
+            for name in archived_databases(src)
+            if not databases or matches_database(name, databases)
+        ]

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import zstandard
 
@@ -171,8 +171,11 @@ def push_file(repo: Repository, database: str, path: Path) -> tuple[bool, int, i
     """Archive one file. Returns ``(stored, size, stored bytes)``; ``stored`` is
     False when identical content was already archived. ``WalConflictError``
     when different content is archived under the same name."""
-    file = check_wal_name(path.name)
-    data = path.read_bytes()
+    return store(repo, database, check_wal_name(path.name), path.read_bytes())
+
+
+def store(repo: Repository, database: str, file: str, data: bytes) -> tuple[bool, int, int]:
+    """Archive ``data`` as WAL file ``file`` (see :func:`push_file`)."""
     content_id = _content_id(repo, data)
     existing = archived(repo, database, file)
     if any(o.content_id == content_id for o in existing):
@@ -367,6 +370,49 @@ def _clean_spool(spool: Path, current: str) -> None:
         if entry < current or entry.endswith(".dbfleet-tmp"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spool / entry)
+
+
+# -- copy ----------------------------------------------------------------------
+
+
+@dataclass
+class WalCopyResult:
+    database: str
+    destination: str
+    wal_files: int
+    """Files in the source's archive of ``database``."""
+    copied_files: int
+    """Files the destination lacked, now stored there."""
+    added_bytes: int
+
+
+def copy_archive(
+    source: Repository, destination: Repository, database: str, destination_name: str
+) -> WalCopyResult:
+    """Copy the files of ``database``'s archive that ``destination`` lacks
+    (by file name: a file it holds already is never replaced). Each object is
+    verified in the source, then sealed under the destination's key and name;
+    one file is in memory at a time."""
+    have = {o.file for o in list_wal(destination, database)}
+    objects = list_wal(source, database)
+    copied = added = 0
+    for obj in objects:
+        if obj.file in have:
+            continue
+        stored, _size, stored_bytes = store(
+            destination, database, obj.file, read_object(source, obj)
+        )
+        copied += stored
+        added += stored_bytes
+    return WalCopyResult(database, destination_name, len(objects), copied, added)
+
+
+def archived_databases(repo: Repository) -> list[str]:
+    """Databases with a WAL archive in ``repo``."""
+    names = {
+        o.name.removeprefix(WAL_PREFIX).partition("/")[0] for o in repo.storage.list(WAL_PREFIX)
+    }
+    return sorted(unquote(n) for n in names if n)
 
 
 # -- retention -----------------------------------------------------------------

@@ -34,10 +34,11 @@ from dbfleet.config import Inventory
 from dbfleet.errors import DbfleetError, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories
-from dbfleet.operations.copy import copy_snapshots
+from dbfleet.operations.copy import copy_snapshots, copy_wal_archives
 from dbfleet.operations.drill import drill_job
 from dbfleet.operations.restore import verify_snapshot
 from dbfleet.operations.retention import forget, prune_repository
+from dbfleet.pitr.pg_wal import WalCopyResult
 from dbfleet.schedule.config import JOB_KINDS, Scheduling
 
 EXIT_ABORTED = 128 + signal.SIGTERM
@@ -167,15 +168,20 @@ def _copy(repos: Repositories, scheduling: Scheduling, target: str) -> JobResult
     if not db.copy_to:
         raise UsageError(f"{target} has no copy_to repositories")
     results = []
+    wal: list[WalCopyResult] = []
     for destination in db.copy_to:
         results += copy_snapshots(
             repos, source=db.repository, destination=destination, databases=[target]
         )
+        wal += copy_wal_archives(
+            repos, source=db.repository, destination=destination, databases=[target]
+        )
     return JobResult(
         ok=True,
-        bytes=sum(r.added_bytes for r in results),
+        bytes=sum(r.added_bytes for r in results) + sum(w.added_bytes for w in wal),
         details={
             "copied": sum(1 for r in results if r.copied),
+            "wal_files_copied": sum(w.copied_files for w in wal),
             "already_there": sum(1 for r in results if not r.copied),
             "destinations": list(db.copy_to),
         },
