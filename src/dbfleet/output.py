@@ -17,6 +17,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
@@ -93,10 +94,26 @@ def backup_progress(
         yield factory
 
 
+class ByteProgress:
+    """What :func:`byte_progress` yields: call it with bytes done; ``total``
+    sets the size once it is known (a bar and an ETA instead of a counter)."""
+
+    def __init__(self, bar: Progress | None = None, task: TaskID | None = None) -> None:
+        self._bar, self._task = bar, task
+
+    def __call__(self, n: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def total(self, size: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, total=size)
+
+
 @contextmanager
-def byte_progress(enabled: bool, label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+def byte_progress(enabled: bool, label: str, total: int | None) -> Iterator[ByteProgress]:
     if not enabled:
-        yield lambda _n: None
+        yield ByteProgress()
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -106,5 +123,4 @@ def byte_progress(enabled: bool, label: str, total: int | None) -> Iterator[Call
         TimeElapsedColumn(),
         console=stderr,
     ) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield ByteProgress(bar, bar.add_task(label, total=total))

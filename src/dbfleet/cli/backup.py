@@ -256,6 +256,7 @@ def restore(
             clean=clean,
             include_globals=include_globals,
             on_bytes=advance,
+            on_total=advance.total,
         )
     if json_output:
         output.emit_json(result.as_dict())
@@ -287,7 +288,9 @@ def verify(
     """
     st = state(ctx)
     with output.byte_progress(output.interactive(json_output), "verify", None) as advance:
-        result = verify_snapshot(st.repos(), snapshot, keep=keep, on_bytes=advance)
+        result = verify_snapshot(
+            st.repos(), snapshot, keep=keep, on_bytes=advance, on_total=advance.total
+        )
     if json_output:
         output.emit_json(result.as_dict())
     elif result.ok:

@@ -118,7 +118,10 @@ def restore_snapshot(
     clean: bool = False,
     include_globals: bool = False,
     on_bytes: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RestoreResult:
+    """Restore a snapshot. ``on_total`` learns the bytes a whole restore reads
+    (not called for a subset, which may skip streams)."""
     repo, snapshot = repos.locate(selector)
     if snapshot.options.get("kind") == "basebackup":
         raise UsageError(
@@ -131,6 +134,8 @@ def restore_snapshot(
     if tables and not engine.capabilities.subset_restore:
         raise UsageError(f"{engine.name} does not support restoring single tables")
     counted = [0]
+    if on_total and not tables:
+        on_total(snapshot.size)
 
     def count(n: int) -> None:
         counted[0] += n
@@ -159,10 +164,13 @@ def verify_snapshot(
     *,
     keep: bool = False,
     on_bytes: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> VerifyResult:
     """Restore into scratch, compare fingerprints, clean up. A mismatch is
     ``ok=False`` with the differences (the CLI exits 3)."""
     repo, snapshot = repos.locate(selector)
+    if on_total:
+        on_total(snapshot.size)
     if not snapshot.fingerprint:
         raise UsageError(f"snapshot {snapshot.short_id} has no fingerprint to verify against")
     source = source_config(repos, snapshot)
