@@ -12,8 +12,9 @@ from dbfleet.engines import engine_for
 from dbfleet.engines.base import ServerEngine
 from dbfleet.errors import SnapshotNotFoundError, UsageError
 from dbfleet.repo import Repository, Snapshot, iter_stream
+from dbfleet.repo.cache import default_cache_root
 from dbfleet.secrets import repository_passphrase
-from dbfleet.storage import open_storage
+from dbfleet.storage import LocalStorage, MemoryStorage, open_storage
 
 
 @dataclass
@@ -28,7 +29,12 @@ class Repositories:
         if name not in self._open:
             config = self.inventory.repository(name)
             passphrase = repository_passphrase(name, config)
-            self._open[name] = Repository.open(open_storage(config.url, config), passphrase)
+            storage = open_storage(config.url, config)
+            repo = Repository.open(storage, passphrase)
+            cache_root = default_cache_root()
+            if cache_root is not None and not isinstance(storage, LocalStorage | MemoryStorage):
+                repo.use_cache(cache_root)  # remote: save a request per manifest
+            self._open[name] = repo
         return self._open[name]
 
     def for_database(self, database: str) -> Repository:

@@ -19,6 +19,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import blake3
@@ -33,6 +34,7 @@ from dbfleet.errors import (
     WrongPassphraseError,
 )
 from dbfleet.repo import compress
+from dbfleet.repo.cache import MetadataCache
 from dbfleet.repo.crypto import MasterKey, unwrap_master_key, wrap_master_key
 from dbfleet.repo.index import Index, decode_index, encode_index
 from dbfleet.repo.pack import PackedBlob, pack_name
@@ -59,6 +61,8 @@ class Repository:
         self.key_name = key_name
         self.config = config
         self._index: Index | None = None
+        self.cache: MetadataCache | None = None
+        """Set by :meth:`use_cache` (remote repositories)."""
 
     # -- lifecycle -------------------------------------------------------
 
@@ -122,6 +126,28 @@ class Repository:
             hint="no key of this repository opens with it"
             + (f"; {len(damaged)} damaged key files were skipped" if damaged else ""),
         )
+
+    def use_cache(self, root: Path) -> None:
+        """Keep sealed manifests and index files under ``root/<repository id>``
+        (see :mod:`dbfleet.repo.cache`)."""
+        self.cache = MetadataCache(root / str(self.config["id"]))
+
+    def _get_listed(self, name: str) -> bytes:
+        """An object that a listing just returned: from the cache when it
+        holds a copy that hashes to the name, else from storage (then cached)."""
+        cached = self.cache.get(name) if self.cache else None
+        if cached is not None:
+            return cached
+        data = self.storage.get(name)
+        if self.cache:
+            self.cache.put(name, data)
+        return data
+
+    def _list_cached(self, prefix: str) -> list[str]:
+        names = self.list_names(prefix)
+        if self.cache:
+            self.cache.forget_others(prefix, names)
+        return names
 
     @property
     def chunker_params(self) -> dict[str, int]:
@@ -212,13 +238,18 @@ class Repository:
 
     def load_index(self) -> Index:
         index = Index()
-        for name in self.list_names("index/"):
-            for pack_id, size, blobs in self.read_index_file(name):
+        for name in self._list_cached("index/"):
+            for pack_id, size, blobs in self.read_index_file(name, listed=True):
                 index.add_pack(pack_id, size, blobs)
         return index
 
-    def read_index_file(self, name: str) -> list[tuple[str, int, list[PackedBlob]]]:
-        raw = self.key.decrypt(self.storage.get(name), INDEX_AAD, name)
+    def read_index_file(
+        self, name: str, *, listed: bool = False
+    ) -> list[tuple[str, int, list[PackedBlob]]]:
+        """``listed``: the name comes from a listing just made (the cache may
+        answer; it never answers for names not known to exist)."""
+        sealed = self._get_listed(name) if listed else self.storage.get(name)
+        raw = self.key.decrypt(sealed, INDEX_AAD, name)
         return decode_index(zstandard.ZstdDecompressor().decompress(raw))
 
     def write_index_file(self, packs: list[tuple[str, int, list[PackedBlob]]]) -> str:
@@ -226,6 +257,8 @@ class Repository:
         sealed = self.key.encrypt(raw, INDEX_AAD)
         name = f"index/{blake3.blake3(sealed).hexdigest()}"
         self.storage.put(name, sealed)
+        if self.cache:
+            self.cache.put(name, sealed)
         return name
 
     def list_names(self, prefix: str) -> list[str]:
@@ -271,13 +304,16 @@ class Repository:
         sealed = self.key.encrypt(snapshot.model_dump_json().encode(), SNAPSHOT_AAD)
         snapshot_id = blake3.blake3(sealed).hexdigest()
         self.storage.put(f"snapshots/{snapshot_id}", sealed)
+        if self.cache:
+            self.cache.put(f"snapshots/{snapshot_id}", sealed)
         snapshot.id = snapshot_id
         return snapshot_id
 
-    def load_snapshot(self, snapshot_id: str) -> Snapshot:
+    def load_snapshot(self, snapshot_id: str, *, listed: bool = False) -> Snapshot:
+        """``listed``: as for :meth:`read_index_file`."""
         name = f"snapshots/{snapshot_id}"
         try:
-            sealed = self.storage.get(name)
+            sealed = self._get_listed(name) if listed else self.storage.get(name)
         except NotFoundError as exc:
             raise SnapshotNotFoundError(f"snapshot {snapshot_id[:16]} not found") from exc
         if blake3.blake3(sealed).hexdigest() != snapshot_id:
@@ -288,8 +324,8 @@ class Repository:
 
     def list_snapshots(self, database: str | None = None) -> list[Snapshot]:
         snapshots = [
-            self.load_snapshot(name.removeprefix("snapshots/"))
-            for name in self.list_names("snapshots/")
+            self.load_snapshot(name.removeprefix("snapshots/"), listed=True)
+            for name in self._list_cached("snapshots/")
         ]
         if database is not None:
             snapshots = [s for s in snapshots if s.database == database]
