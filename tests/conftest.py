@@ -3,6 +3,8 @@
 integration tests and the engine conformance suite both see them."""
 
 import importlib.util
+import os
+import tempfile
 
 _PLUGINS = [
     "tests.integration.fixtures_mysql",
@@ -15,3 +17,7 @@ _PLUGINS = [
     "tests.integration.fixtures_s3",
 ]
 pytest_plugins = [name for name in _PLUGINS if importlib.util.find_spec(name) is not None]
+
+# Remote repositories cache their manifests under ~/.cache/dbfleet; tests (and
+# the CLI processes they start, which inherit this) use a private directory.
+os.environ.setdefault("DBFLEET_CACHE_DIR", tempfile.mkdtemp(prefix="dbfleet-test-cache-"))

@@ -259,6 +259,7 @@ def test_cli_on_s3(s3_inventory: tuple[Path, Path, str], s3_server: S3Server) ->
             SECRET_KEY_ENV: os.environ[SECRET_KEY_ENV],
             "AWS_SHARED_CREDENTIALS_FILE": str(config.parent / "no-credentials-file"),
             "COLUMNS": "200",
+            "DBFLEET_CACHE_DIR": str(config.parent / "cache"),
         }
     )
 
@@ -276,6 +277,9 @@ def test_cli_on_s3(s3_inventory: tuple[Path, Path, str], s3_server: S3Server) ->
     (snapshot,) = json.loads(listed.stdout)
     assert snapshot["id"] == result["snapshot"]
     assert snapshot["size"] == database.stat().st_size
+    # the remote repository's manifest is now cached (sealed) for the next command
+    cached = [p.name for p in (config.parent / "cache").rglob("*") if p.is_file()]
+    assert result["snapshot"] in cached
 
     verify = run_dbfleet("verify", "notes:latest", "--json", config=config, env=env)
     assert verify.returncode == 0, verify.stderr
