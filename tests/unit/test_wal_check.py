@@ -7,6 +7,7 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from repokit import RepoKit
 
 from dbfleet.pitr.pg_base import KIND as BASE_KIND
@@ -89,3 +90,24 @@ def test_read_data_finds_a_damaged_object_and_stray_names(kit: RepoKit, tmp_path
     full = CheckReport()
     check_wal_archive(repo, full, read_data=True)
     assert len(full.errors) == 1 and seg(0, 2) in full.errors[0]
+
+
+def test_latest_recovery_refuses_a_hole_the_base_backup_needs(
+    kit: RepoKit, tmp_path: Path
+) -> None:
+    from dbfleet.errors import IntegrityError
+    from dbfleet.pitr.pg_restore import RecoveryTarget, restore_to_datadir
+    from dbfleet.pitr.pg_wal_check import holes_after
+
+    repo = kit.init()
+    _archive(kit, repo, tmp_path, [seg(0, 1), seg(0, 3), seg(0, 4), seg(0, 6)])
+    _base_backup(repo, seg(0, 3))
+    assert holes_after(repo, "pg", seg(0, 3)) == [(seg(0, 4), seg(0, 6))]
+    assert holes_after(repo, "pg", seg(0, 6)) == []
+    datadir = tmp_path / "restored"
+    with pytest.raises(IntegrityError, match="hole after 000000010000000000000004") as refused:
+        restore_to_datadir(
+            repo, "pg", RecoveryTarget.of(None, None, True), datadir, inventory=tmp_path / "x"
+        )
+    assert "--accept-wal-gap" in (refused.value.hint or "")
+    assert not datadir.exists()  # refused before anything was written

@@ -194,6 +194,13 @@ def restore(
     port: Annotated[
         int | None, typer.Option("--port", metavar="PORT", help="With --to-datadir --start.")
     ] = None,
+    accept_wal_gap: Annotated[
+        bool,
+        typer.Option(
+            "--accept-wal-gap",
+            help="With --to-datadir --latest: recover up to a hole in the WAL archive.",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Restore a snapshot into a database (never over the source unless named).
@@ -219,6 +226,7 @@ def restore(
             RecoveryTarget.of(time, lsn, latest),
             start=start,
             port=port,
+            accept_wal_gap=accept_wal_gap,
         )
         render(pitr, json_output)
         return

@@ -182,6 +182,15 @@ def wal_list(
         )
 
 
+AcceptGapOpt = Annotated[
+    bool,
+    typer.Option(
+        "--accept-wal-gap",
+        help="With --latest: recover up to a hole in the WAL archive instead of refusing.",
+    ),
+]
+
+
 def restore_pitr(
     ctx: typer.Context,
     database: Annotated[str, typer.Argument(metavar="DATABASE", help="Cluster entry.")],
@@ -215,6 +224,7 @@ def restore_pitr(
             help="Leave archive_mode as backed up (only when this copy replaces the cluster).",
         ),
     ] = False,
+    accept_wal_gap: AcceptGapOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Restore a PostgreSQL cluster to a point in time into a data directory."""
@@ -223,6 +233,7 @@ def restore_pitr(
         st.inventory(), st.repos(), database, to_datadir,
         pg_restore.RecoveryTarget.of(time, lsn, latest),
         start=start, port=port, owner=owner, keep_archiving=keep_archiving,
+        accept_wal_gap=accept_wal_gap,
     )  # fmt: skip
     render(result, json_output)
 
@@ -238,6 +249,7 @@ def restore_pitr_command(
     port: int | None = None,
     owner: str | None = None,
     keep_archiving: bool = False,
+    accept_wal_gap: bool = False,
 ) -> pg_restore.PitrResult:
     """The shared path of ``restore-pitr`` and ``restore --to-datadir``."""
     pg_base.cluster_config(inventory, database)
@@ -246,7 +258,7 @@ def restore_pitr_command(
     return pg_restore.restore_to_datadir(
         repos.for_database(database), database, target, datadir,
         inventory=inventory.source, start=start, port=port, owner=owner,
-        keep_archiving=keep_archiving,
+        keep_archiving=keep_archiving, accept_wal_gap=accept_wal_gap,
     )  # fmt: skip
 
 
@@ -259,6 +271,11 @@ def render(result: pg_restore.PitrResult, json_output: bool) -> None:
         f"{result.datadir} ({output.human_bytes(result.bytes)}, {result.extract_seconds:.1f}s); "
         f"target {result.target}"
     )
+    if result.wal_gap_after:
+        output.stderr.print(
+            f"warning: the WAL archive has a hole after {result.wal_gap_after}: "
+            "recovery cannot go past it"
+        )
     if result.started:
         output.stdout.print(
             f"server on port {result.port} recovered in {result.recovery_seconds:.1f}s: "

@@ -37,9 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
-from dbfleet.pitr.pg_base import STREAM, base_backups, parse_lsn, stop_lsn
+from dbfleet.errors import EngineError, IntegrityError, SnapshotNotFoundError, UsageError
+from dbfleet.pitr.pg_base import STREAM, base_backups, parse_lsn, start_wal_file, stop_lsn
 from dbfleet.pitr.pg_wal import DEFAULT_PREFETCH, PREFETCH_DIR
+from dbfleet.pitr.pg_wal_check import holes_after
 from dbfleet.repo import Repository, Snapshot, iter_stream
 
 LOG_NAME = "dbfleet-recovery.log"
@@ -105,6 +106,8 @@ class PitrResult:
     redo_done_lsn: str | None = None
     last_transaction_time: str | None = None
     written: list[str] = field(default_factory=list)
+    wal_gap_after: str | None = None
+    """The last segment before the first hole in the archive, if any."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -388,9 +391,25 @@ def restore_to_datadir(
     command: str | None = None,
     run_prefix: Sequence[str] | None = None,
     timeout: float = 600.0,
+    accept_wal_gap: bool = False,
 ) -> PitrResult:
-    """Point-in-time restore of ``database`` (a cluster entry) into ``datadir``."""
+    """Point-in-time restore of ``database`` (a cluster entry) into ``datadir``.
+
+    A hole in the archive after the base backup's start makes ``latest``
+    refuse (``IntegrityError``) unless ``accept_wal_gap``: PostgreSQL would
+    end recovery at the hole and promote as if it were the end, silently
+    dropping everything archived after it. (Time and LSN targets past a hole
+    fail in PostgreSQL itself, loudly.)"""
     snapshot = choose_base_backup(base_backups(repo, database), target)
+    holes = holes_after(repo, database, start_wal_file(snapshot))
+    if holes and target.kind == "latest" and not accept_wal_gap:
+        before, after = holes[0]
+        raise IntegrityError(
+            f"the WAL archive of {database} has a hole after {before} (next archived: {after}); "
+            "recovery to latest would stop at the hole without saying so",
+            hint="recover to a --time or --lsn before the hole, or pass --accept-wal-gap to "
+            "recover as far as the hole; 'dbfleet repo check' lists every hole",
+        )
     began = time.monotonic()
     datadir = datadir.absolute()
     count = extract(repo, snapshot, datadir, owner)
@@ -401,6 +420,7 @@ def restore_to_datadir(
         datadir=str(datadir),
         bytes=count,
         extract_seconds=round(time.monotonic() - began, 3),
+        wal_gap_after=holes[0][0] if holes else None,
     )
     if start and port is None:
         port = free_port()

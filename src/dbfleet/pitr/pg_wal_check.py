@@ -76,6 +76,18 @@ def check_wal_archive(repo: Repository, report: CheckReport, *, read_data: bool 
                     report.errors.append(f"WAL of {database}: {exc}")
 
 
+def holes_after(repo: Repository, database: str, start_file: str) -> list[tuple[str, str]]:
+    """Holes in ``database``'s archive that recovery from a base backup whose
+    first WAL file is ``start_file`` would run into (timelines from the base
+    backup's own onward)."""
+    start = segment_position(start_file) or (0, 0)
+    return [
+        (before, after)
+        for before, after in wal_holes(o.file for o in list_wal(repo, database))
+        if after[:8] >= start_file[:8] and (segment_position(after) or (0, 0)) > start
+    ]
+
+
 def _check_duplicates(database: str, objects: list[WalObject], report: CheckReport) -> None:
     by_file: dict[str, int] = defaultdict(int)
     for obj in objects:
