@@ -13,6 +13,12 @@ compared with its ``rpo``. States:
 For a server entry (``all_databases``) the age is that of its newest member
 snapshot; each member's latest snapshot is listed under ``members``.
 
+Each ``copy_to`` repository is judged the same way under ``copies`` (the
+copy keeps the snapshot's own time, so its age is the age of the data it
+holds). A copy older than the RPO makes the database ``stale`` too, with
+``stale_copies`` naming it: a second site that stopped receiving copies is
+what a 3-2-1 setup exists to catch.
+
 The source is the repository, not the job catalog, so manual backups count
 and a catalog that says "ok" cannot hide a snapshot that is gone.
 :class:`SnapshotIndex` keeps what it has read, so a check every minute loads
@@ -49,6 +55,8 @@ class Freshness:
     age_seconds: float | None = None
     error: str | None = None
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    copies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stale_copies: list[str] = field(default_factory=list)
 
     @property
     def age(self) -> str:
@@ -122,6 +130,31 @@ def check_freshness(
     index = index or SnapshotIndex()
     names = list(databases) if databases is not None else list(inventory.databases)
     latest_by_repo: dict[str, dict[str, tuple[str, datetime]] | str] = {}
+
+    def newest(repo_name: str, name: str, members: dict[str, dict[str, Any]] | None) -> Any:
+        """``(finished, snapshot id)`` of ``name``'s newest snapshot in
+        ``repo_name``, ``None`` if it has none, or the error text."""
+        if repo_name not in latest_by_repo:
+            try:
+                latest_by_repo[repo_name] = index.latest(repo_name, repos.get(repo_name))
+            except DbfleetError as exc:
+                latest_by_repo[repo_name] = f"cannot read repository {repo_name}: {exc}"
+        latest = latest_by_repo[repo_name]
+        if isinstance(latest, str):
+            return latest
+        if members is None:
+            return (latest[name][1], latest[name][0]) if name in latest else None
+        candidates = []
+        for member, (snapshot_id, finished) in sorted(latest.items()):
+            if member.startswith(f"{name}/"):
+                members[member] = {
+                    "latest_snapshot": snapshot_id,
+                    "latest_time": finished.isoformat(),
+                    "age_seconds": round((now - finished).total_seconds(), 3),
+                }
+                candidates.append((finished, snapshot_id))
+        return max(candidates) if candidates else None
+
     results = []
     for name in names:
         db = inventory.database(name)
@@ -137,33 +170,30 @@ def check_freshness(
             item.error = "no repository"
             results.append(item)
             continue
-        if repo_name not in latest_by_repo:
-            try:
-                latest_by_repo[repo_name] = index.latest(repo_name, repos.get(repo_name))
-            except DbfleetError as exc:
-                latest_by_repo[repo_name] = f"cannot read repository {repo_name}: {exc}"
-        latest = latest_by_repo[repo_name]
-        if isinstance(latest, str):
-            item.error = latest
+        found = newest(repo_name, name, item.members if db.all_databases else None)
+        if isinstance(found, str):
+            item.error = found
             results.append(item)
             continue
-        if db.all_databases:
-            for member, (snapshot_id, finished) in sorted(latest.items()):
-                if member.startswith(f"{name}/"):
-                    item.members[member] = {
-                        "latest_snapshot": snapshot_id,
-                        "latest_time": finished.isoformat(),
-                        "age_seconds": round((now - finished).total_seconds(), 3),
-                    }
-            candidates = [
-                (finished, sid)
-                for member, (sid, finished) in latest.items()
-                if member.startswith(f"{name}/")
-            ]
-        else:
-            candidates = [(latest[name][1], latest[name][0])] if name in latest else []
-        if candidates:
-            finished, snapshot_id = max(candidates)
-            item.latest_time, item.latest_snapshot = finished, snapshot_id
-        results.append(_judge(item, rpo, now))
+        if found is not None:
+            item.latest_time, item.latest_snapshot = found
+        _judge(item, rpo, now)
+        for copy_repo in db.copy_to:
+            copy = Freshness(database=name, repository=copy_repo, state="error")
+            copied = newest(copy_repo, name, {} if db.all_databases else None)
+            if isinstance(copied, str):
+                copy.error = copied
+            else:
+                if copied is not None:
+                    copy.latest_time, copy.latest_snapshot = copied
+                _judge(copy, rpo, now)
+            item.copies[copy_repo] = {
+                k: v for k, v in copy.as_dict().items()
+                if k in ("state", "latest_snapshot", "latest_time", "age_seconds", "age", "error")
+            }  # fmt: skip
+            if copy.state in ("stale", "error"):
+                item.stale_copies.append(copy_repo)
+        if item.stale_copies and item.state == "fresh":
+            item.state = "stale"
+        results.append(item)
     return results

@@ -89,3 +89,25 @@ def test_copy_to_an_unknown_repository_is_a_config_error(tmp_path: Path) -> None
     proc = dbfleet("config", "check", config=config)
     assert proc.returncode == 2
     assert "databases.notes.copy_to.0" in proc.stderr
+
+
+def test_freshness_judges_each_copy_to_repository(tmp_path: Path) -> None:
+    config, _ = _estate(tmp_path)
+    assert dbfleet("backup", "notes", config=config).returncode == 0
+    document = yaml.safe_load(config.read_text())
+    document["databases"]["notes"].update({"rpo": "1h", "copy_to": ["offsite"]})
+    config.write_text(yaml.safe_dump(document))
+
+    behind = dbfleet("freshness", "--json", config=config)
+    assert behind.returncode == 1, behind.stderr  # the primary is fresh, its copy is not
+    (item,) = json.loads(behind.stdout)
+    assert item["state"] == "stale" and item["stale_copies"] == ["offsite"]
+    assert item["copies"]["offsite"]["state"] == "stale"
+    assert item["copies"]["offsite"]["latest_snapshot"] is None
+
+    assert dbfleet("copy", "--from", "main", "--to", "offsite", config=config).returncode == 0
+    caught_up = dbfleet("freshness", "--json", config=config)
+    assert caught_up.returncode == 0, caught_up.stdout + caught_up.stderr
+    (item,) = json.loads(caught_up.stdout)
+    assert item["state"] == "fresh" and item["stale_copies"] == []
+    assert item["copies"]["offsite"]["state"] == "fresh"

@@ -294,8 +294,9 @@ def freshness(
     json_output: JsonOpt = False,
 ) -> None:
     """Age of each database's latest snapshot against its RPO (`rpo:` in the
-    inventory). Exit code 1 when any is stale (older than its RPO, or never
-    backed up); databases without an RPO are listed but never stale."""
+    inventory), in its repository and in each `copy_to` repository. Exit code
+    1 when any is stale (older than its RPO, or never backed up, or a copy
+    that fell behind); databases without an RPO are listed but never stale."""
     st = state(ctx)
     inventory, scheduling = load(config_path(st.config))
     for name in databases or []:
@@ -309,7 +310,7 @@ def freshness(
         output.emit_json([r.as_dict() for r in results])
     else:
         output.table(
-            ["Database", "State", "Latest snapshot", "Age", "RPO", "Repository"],
+            ["Database", "State", "Latest snapshot", "Age", "RPO", "Repository", "Copies"],
             [
                 (
                     r.database,
@@ -322,6 +323,10 @@ def freshness(
                     r.age,
                     r.rpo,
                     r.repository,
+                    ", ".join(
+                        f"{repo} {'STALE ' if repo in r.stale_copies else ''}{c['age']}"
+                        for repo, c in r.copies.items()
+                    ),
                 )
                 for r in results
             ],
