@@ -1,0 +1,498 @@
+"""MongoDB: ``mongodump --archive`` streamed into the repository, ``mongorestore --archive`` back.
+
+Location: ``url: mongodb://user@host:27017/app`` (``mongodb+srv://`` too;
+options such as ``replicaSet``, ``tls``, ``authSource`` in the query). The
+path names the database the entry backs up; a URL without a path
+(``mongodb://host:27017/``) is the whole instance in one archive. With
+``all_databases: true`` each database is its own snapshot instead
+(``<entry>/<database>``; ``admin``, ``config`` and ``local`` excluded). The
+password comes from ``password_env``/``password_file``: the driver gets it
+as a keyword, the tools in a private 0600 ``--config`` YAML file, never on a
+command line. ``mongodump``/``mongorestore`` (MongoDB Database Tools,
+100.x) are found in ``options.tools_dir``, else ``$DBFLEET_MONGODB_TOOLS``,
+else ``PATH``.
+
+Backup
+    ``mongodump --archive`` writes one archive to stdout; it goes straight
+    into the repository (stream ``archive``), followed by a small JSON
+    ``manifest`` (what was dumped, and from where). ``--numParallelCollections
+    1`` by default (``options.parallel_collections``): collections follow
+    one another instead of interleaving, so an unchanged collection gives the
+    same bytes and deduplicates. Namespace filter (database entries):
+    ``options.collections`` (glob patterns of collection names to back up,
+    default all) and ``options.exclude_collections``; the rest is passed as
+    ``--excludeCollection``. ``system.*`` collections are not in the
+    fingerprint (mongodump handles them itself).
+Consistency
+    Whole-instance entries on a replica set member run ``mongodump --oplog``
+    (``options.oplog: auto``, the default; ``true`` refuses to back up
+    without it): the archive then holds the oplog entries written during the
+    dump, ``mongorestore --oplogReplay`` brings the restore to the dump's end,
+    and the last entry's timestamp is the snapshot's consistency point
+    (``{"oplog_ts": {"t": ..., "i": ...}}``). mongodump takes the oplog only
+    for whole-instance dumps; database entries, standalone servers and
+    mongos have no consistency point: each collection is read by its own
+    cursor, so writes during the backup may be in some collections and not
+    in others.
+Fingerprint
+    Computed from the archive stream itself while it is stored (see
+    :mod:`dbfleet.engines.mongodb_archive`), so it describes exactly the
+    data in the snapshot: per collection the document count, the sum mod
+    2^256 of BLAKE3 over each document's raw BSON (order-independent), the
+    index definitions and the collection options. A live database's
+    fingerprint reads the same from the server (``find`` with raw BSON,
+    ``listIndexes``, ``listCollections``).
+Restore (into this engine's location)
+    ``mongorestore --archive`` reads the verified stream from stdin, with
+    ``--nsInclude`` for the backup's namespaces, ``--nsFrom/--nsTo`` to
+    restore under another database name, ``--stopOnError`` (a document that
+    cannot be inserted fails the restore) and ``--oplogReplay`` when the
+    archive holds an oplog. Indexes and collection options come from the
+    archive's metadata. Without ``clean`` a collection of the backup (or of
+    the selected subset) that exists in the target fails the restore before
+    anything is written; with ``clean`` ``--drop`` replaces those
+    collections; other collections are left alone. A restore that fails in a
+    database it created drops it again. ``tables``: collection names
+    (``db.collection`` for whole-instance snapshots). Whole-instance
+    snapshots restore only to a whole-instance location (``--to
+    mongodb://host/``): ``target``/``scratch`` need a database name.
+
+Options: ``tools_dir``, ``collections``, ``exclude_collections``, ``oplog``,
+``parallel_collections``, ``connect_timeout`` (seconds, default 10),
+``tool_timeout`` (seconds for short tool runs, default 60).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO, ClassVar, cast
+
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+from dbfleet.config import DatabaseConfig
+from dbfleet.engines.base import (
+    BackupMeta,
+    Capabilities,
+    Health,
+    RestoreOptions,
+    StreamSink,
+    StreamSource,
+    server_url,
+)
+from dbfleet.engines.mongodb_archive import (
+    ArchiveError,
+    ArchiveSummary,
+    ArchiveTap,
+    TapReader,
+)
+from dbfleet.engines.mongodb_location import (
+    SYSTEM_DATABASES,
+    Location,
+    check_database_name,
+    find_mongo_tool,
+    oplog_decision,
+    tool_config,
+    with_database,
+)
+from dbfleet.engines.mongodb_server import (
+    Namespace,
+    collection_fingerprint,
+    create_indexes,
+    existing_collections,
+    restore_argv,
+    restore_namespaces,
+)
+from dbfleet.engines.process import dump_process, restore_process, run_tool
+from dbfleet.errors import EngineError, UsageError
+from dbfleet.secrets import secret_from
+
+log = logging.getLogger(__name__)
+
+OPTIONS = {
+    "tools_dir", "collections", "exclude_collections", "oplog", "parallel_collections",
+    "connect_timeout", "tool_timeout",
+}  # fmt: skip
+MANIFEST_FORMAT = "dbfleet-mongodb-manifest/1"
+# Mechanisms that authenticate without a password.
+PASSWORDLESS = {"MONGODB-X509", "GSSAPI", "MONGODB-AWS", "MONGODB-OIDC"}
+ARCHIVE_MEDIA = "application/x-mongodb-archive"
+
+
+class MongoDBEngine:
+    name: ClassVar[str] = "mongodb"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        subset_restore=True,
+        globals=False,
+        consistency_point=True,
+        scratch_targets=True,
+        server_entries=True,
+    )
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        url = server_url(config, "mongodb", OPTIONS)
+        self.config = config
+        self.location = Location.parse(url)
+        options = config.options
+        self.include = _patterns(options.get("collections", ["*"]), "collections")
+        self.exclude = _patterns(options.get("exclude_collections", []), "exclude_collections")
+        if self.location.database is None and (
+            "collections" in options or "exclude_collections" in options
+        ):
+            raise UsageError(
+                "options.collections/exclude_collections need a database in url",
+                hint="mongodump filters collections only within one database (--db)",
+            )
+
+    # -- locations -------------------------------------------------------
+
+    def target(self, name: str) -> DatabaseConfig:
+        check_database_name(name)
+        return self.config.with_changes(url=with_database(self.location.url, name), scratch=None)
+
+    def scratch(self, label: str) -> DatabaseConfig:
+        return self.target(f"{self._database('scratch')}_dbfleet_{label}"[:60])
+
+    def drop(self) -> None:
+        db = self._database("drop")
+        if db in SYSTEM_DATABASES:
+            raise UsageError(f"refusing to drop the system database {db!r}")
+        with self._client() as client:
+            client.drop_database(db)
+
+    def _database(self, what: str) -> str:
+        if self.location.database is None:
+            raise UsageError(
+                f"{what} needs a database: {self.location.describe()} is a whole instance",
+                hint="restore a whole-instance snapshot with --to mongodb://host/ (another "
+                "instance), or use all_databases: true for per-database snapshots",
+            )
+        return self.location.database
+
+    # -- connection ------------------------------------------------------
+
+    def _password(self) -> str | None:
+        return secret_from(self.config.password_env, self.config.password_file)
+
+    def _tool_password(self) -> str | None:
+        """The password for the tools. They would prompt on stdin for a
+        user without one (and fail, stdin is closed): say what is missing."""
+        password = self._password()
+        mechanism = self.location.auth_mechanism
+        if password is None and self.location.username and mechanism not in PASSWORDLESS:
+            where = self._password_hint().removeprefix("check the password in ")
+            raise UsageError(
+                f"no password for MongoDB user {self.location.username!r}",
+                hint=f"set {where}" if where != "set password_env" else where,
+            )
+        return password
+
+    def _password_hint(self) -> str:
+        where = [f"${self.config.password_env}"] if self.config.password_env else []
+        where += [str(self.config.password_file)] if self.config.password_file else []
+        return f"check the password in {' / '.join(where)}" if where else "set password_env"
+
+    @contextmanager
+    def _client(self) -> Iterator[MongoClient[Any]]:
+        """A connected client (the server answered ``ping``); errors become
+        ``EngineError`` naming the server, never the password."""
+        timeout_ms = int(float(self.config.options.get("connect_timeout", 10)) * 1000)
+        password = self._password()
+        extra: dict[str, Any] = (
+            {"password": password} if password and self.location.username else {}
+        )
+        try:
+            client: MongoClient[Any] = MongoClient(
+                self.location.url, serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms, appname="dbfleet", **extra,
+            )  # fmt: skip
+        except (ConfigurationError, ValueError, TypeError) as exc:
+            raise UsageError(f"invalid MongoDB url {self.location.describe()}: {exc}") from None
+        try:
+            try:
+                client.admin.command("ping")
+            except OperationFailure as exc:
+                if exc.code == 18:
+                    raise EngineError(
+                        f"MongoDB authentication failed for {self.location.username!r} at "
+                        f"{self.location.hosts}", hint=self._password_hint(),
+                    ) from None  # fmt: skip
+                raise EngineError(f"MongoDB {self.location.hosts}: {exc}") from None
+            except PyMongoError as exc:
+                raise EngineError(
+                    f"MongoDB at {self.location.hosts} is unreachable: {_short(exc)}",
+                    hint="check url and that the server is running",
+                ) from None
+            yield client
+        except PyMongoError as exc:
+            raise EngineError(f"MongoDB {self.location.describe()}: {_short(exc)}") from None
+        finally:
+            client.close()
+
+    def list_databases(self) -> list[str]:
+        """User databases on the server (``admin``, ``config``, ``local`` excluded)."""
+        with self._client() as client:
+            return sorted(d for d in client.list_database_names() if d not in SYSTEM_DATABASES)
+
+    def _databases(self, client: MongoClient[Any]) -> list[str]:
+        """The databases this entry covers (one, or every user database)."""
+        if self.location.database is not None:
+            return [self.location.database]
+        return sorted(d for d in client.list_database_names() if d not in SYSTEM_DATABASES)
+
+    def _require_database(self, client: MongoClient[Any]) -> None:
+        db = self.location.database
+        if db is not None and db not in client.list_database_names():
+            raise EngineError(
+                f"MongoDB database {self.location.describe()} does not exist",
+                hint="check the database name in url",
+            )
+
+    def _selected(self, name: str) -> bool:
+        """Whether the namespace filter keeps collection ``name``."""
+        return any(fnmatch.fnmatchcase(name, p) for p in self.include) and not any(
+            fnmatch.fnmatchcase(name, p) for p in self.exclude
+        )
+
+    def _tool(self, name: str) -> str:
+        return find_mongo_tool(name, self.config.options.get("tools_dir"))
+
+    def _key(self, namespace: Namespace) -> str:
+        """A collection's name in fingerprints and ``--table``."""
+        return namespace[1] if self.location.database is not None else ".".join(namespace)
+
+    def _covered(self, namespace: Namespace) -> bool:
+        db, coll = namespace
+        if coll.startswith("system.") or db in SYSTEM_DATABASES or not db:
+            return False
+        if self.location.database is not None:
+            return db == self.location.database and self._selected(coll)
+        return True
+
+    # -- health ----------------------------------------------------------
+
+    def health(self) -> Health:
+        try:
+            with self._client() as client:
+                build = client.admin.command("buildInfo")
+                hello = client.admin.command("hello")
+                details: dict[str, Any] = {
+                    "replica_set": hello.get("setName"),
+                    "writable_primary": bool(hello.get("isWritablePrimary", hello.get("ismaster"))),
+                    "sharded_router": hello.get("msg") == "isdbgrid",
+                }
+                if "ferretdbVersion" in build:  # FerretDB answers as MongoDB 7.0
+                    details["ferretdb"] = build["ferretdbVersion"]
+                size = None
+                error = None
+                db = self.location.database
+                if db is not None and db not in client.list_database_names():
+                    error = f"database {db} does not exist"
+                else:
+                    size = 0
+                    collections = 0
+                    for name in self._databases(client):
+                        stats = client[name].command("dbStats")
+                        size += int(stats.get("storageSize") or 0)
+                        collections += int(stats.get("collections") or 0)
+                    details["collections"] = collections
+                version = str(build.get("version"))
+        except (EngineError, UsageError) as exc:
+            return Health(ok=False, error=str(exc))
+        except PyMongoError as exc:
+            return Health(ok=False, error=f"MongoDB {self.location.hosts}: {_short(exc)}")
+        try:
+            details["mongodump"] = self._tool("mongodump")
+        except EngineError as exc:
+            details["mongodump"] = str(exc)
+        return Health(ok=error is None, version=version, size_bytes=size, details=details,
+                      error=error)  # fmt: skip
+
+    # -- backup ----------------------------------------------------------
+
+    def backup(self, sink: StreamSink) -> BackupMeta:
+        mongodump = self._tool("mongodump")
+        password = self._tool_password()
+        with self._client() as client:
+            version = str(client.admin.command("buildInfo").get("version"))
+            hello = client.admin.command("hello")
+            self._require_database(client)
+            db = self.location.database
+            excluded: list[str] = []
+            if db is not None:
+                names = client[db].list_collection_names()
+                # system.* stay: system.views holds the definitions of the
+                # views the filter keeps, and mongodump handles the rest.
+                excluded = sorted(
+                    n for n in names if not n.startswith("system.") and not self._selected(n)
+                )
+        whole = db is None
+        oplog, why = oplog_decision(hello, whole, self.config.options.get("oplog", "auto"))
+        if hello.get("setName") and not oplog:
+            log.warning("MongoDB %s is a replica set member but the dump has no oplog (%s): "
+                        "no consistency point", self.location.describe(), why)  # fmt: skip
+        tool_version = self._tool_version(mongodump)
+        parallel = int(self.config.options.get("parallel_collections", 1))
+        argv = [mongodump, "--uri", self.location.tool_url(), "--archive",
+                f"--numParallelCollections={parallel}"]  # fmt: skip
+        if db is not None:
+            argv += ["--db", db]
+            argv += [f"--excludeCollection={name}" for name in excluded]
+        if oplog:
+            argv.append("--oplog")
+        with (
+            tool_config(password) as config_args,
+            dump_process([*argv, *config_args]) as out,
+        ):
+            reader = TapReader(out)
+            sink.write_stream("archive", cast(BinaryIO, reader), ARCHIVE_MEDIA)
+        try:
+            summary = reader.tap.finish()
+        except ArchiveError as exc:
+            raise EngineError(f"mongodump wrote an unreadable archive: {exc}") from None
+        fingerprint = self._fingerprint_of(summary)
+        consistency = None
+        if oplog:
+            if summary.last_oplog is None:
+                raise EngineError("mongodump --oplog wrote no oplog entry into the archive")
+            consistency = {"oplog_ts": summary.last_oplog, "oplog_entries": summary.oplog_entries}
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "database": db,
+            "server_version": version,
+            "tool_version": tool_version,
+            "oplog": oplog,
+            # views too: mongorestore recreates them from their metadata
+            "namespaces": sorted(
+                ".".join(ns) for ns in [*summary.collections, *summary.views] if ns[0]
+            ),
+            "excluded_collections": excluded,
+        }
+        sink.write_stream("manifest", io.BytesIO(json.dumps(manifest, indent=1).encode()),
+                          "application/json")  # fmt: skip
+        return BackupMeta(
+            server_version=version,
+            tool="mongodump --archive",
+            tool_version=tool_version,
+            fingerprint=fingerprint,
+            consistency_point=consistency,
+            options={
+                "database": db,
+                "oplog": oplog,
+                "oplog_reason": why,
+                "collections": len(fingerprint["tables"]),
+                "excluded_collections": excluded,
+            },
+        )
+
+    def _tool_version(self, tool: str) -> str:
+        timeout = float(self.config.options.get("tool_timeout", 60))
+        first = run_tool([tool, "--version"], timeout=timeout).strip().splitlines()
+        return first[0].split(":", 1)[-1].strip() if first else "unknown"
+
+    def _fingerprint_of(self, summary: ArchiveSummary) -> dict[str, Any]:
+        return {
+            "tables": {
+                self._key(ns): entry
+                for ns, entry in sorted(summary.collections.items())
+                if self._covered(ns)
+            },
+            "views": sorted(self._key(ns) for ns in summary.views if self._covered(ns)),
+        }
+
+    # -- restore ---------------------------------------------------------
+
+    def restore(self, source: StreamSource, options: RestoreOptions) -> None:
+        names = source.stream_names()
+        if "archive" not in names or "manifest" not in names:
+            raise EngineError("the snapshot has no 'archive' stream: not a MongoDB backup")
+        manifest = json.loads(b"".join(source.open_stream("manifest")))
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise EngineError(f"unknown MongoDB manifest format {manifest.get('format')!r}")
+        source_db: str | None = manifest["database"]
+        target_db = self.location.database
+        if (source_db is None) != (target_db is None):
+            raise UsageError(
+                "a whole-instance snapshot restores into a whole instance (url without "
+                "database), a database snapshot into a database",
+                hint=f"the snapshot is {'a whole instance' if source_db is None else source_db}",
+            )
+        wanted = restore_namespaces(manifest["namespaces"], source_db, options.tables)
+        mongorestore = self._tool("mongorestore")
+        password = self._tool_password()
+        with self._client() as client:
+            existing = existing_collections(client, wanted, target_db)
+            if existing and not options.clean:
+                raise EngineError(
+                    f"{len(existing)} collection(s) of the backup already exist in "
+                    f"{self.location.describe()}: {', '.join(existing[:10])}",
+                    hint="restore into a new database, or pass --clean to replace them",
+                )
+            created = target_db is not None and target_db not in client.list_database_names()
+        argv = restore_argv(
+            mongorestore, self.location.tool_url(), wanted, source_db, target_db,
+            clean=options.clean, oplog_replay=bool(manifest.get("oplog")) and not options.tables,
+        )  # fmt: skip
+        tap = ArchiveTap()
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in source.open_stream("archive"):
+                tap.offer(chunk)
+                yield chunk
+
+        try:
+            with tool_config(password) as config_args:
+                restore_process([*argv, *config_args], chunks())
+            try:
+                summary = tap.finish()
+            except ArchiveError as exc:
+                raise EngineError(f"the snapshot's archive is unreadable: {exc}") from None
+            with self._client() as client:
+                for db, coll in wanted:
+                    into = target_db if target_db is not None else db
+                    create_indexes(client, into, coll, summary.indexes.get((db, coll), []))
+        except BaseException:
+            if created:
+                try:
+                    self.drop()
+                except EngineError as exc:  # keep the restore's own error
+                    log.warning("could not drop %s after a failed restore: %s", target_db, exc)
+            raise
+
+    # -- fingerprint -----------------------------------------------------
+
+    def fingerprint(self, tables: tuple[str, ...] = ()) -> dict[str, Any]:
+        result: dict[str, Any] = {"tables": {}, "views": []}
+        with self._client() as client:
+            self._require_database(client)
+            for db in self._databases(client):
+                for info in client[db].list_collections():
+                    ns = (db, str(info["name"]))
+                    if not self._covered(ns) or (tables and self._key(ns) not in tables):
+                        continue
+                    if info.get("type") == "view":
+                        result["views"].append(self._key(ns))
+                        continue
+                    result["tables"][self._key(ns)] = collection_fingerprint(client, ns, info)
+        result["views"].sort()
+        result["tables"] = dict(sorted(result["tables"].items()))
+        return result
+
+
+def _patterns(value: Any, name: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"options.{name} must be a list of glob patterns")
+    return list(value)
+
+
+def _short(exc: BaseException) -> str:
+    """A driver error in one line (server selection errors list topologies)."""
+    text = str(exc).split(", Timeout:")[0].split(" Topology Description:")[0]
+    return text.strip()
