@@ -72,12 +72,12 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
+from dbfleet.engines.iterfile import IteratorReader
 from dbfleet.engines.neo4j_admin import AdminTool
 from dbfleet.engines.neo4j_graph import (
     FORMAT,
     MEDIA_TYPE,
     GraphBackup,
-    IteratorFile,
     live_fingerprint,
     read_schema,
     schema_signature,
@@ -258,7 +258,7 @@ class Neo4jEngine:
                     sink.write_stream("schema", io.BytesIO(json.dumps(document).encode()),
                                       "application/json")  # fmt: skip
                     graph = GraphBackup(tx, header)
-                    sink.write_stream("graph", cast(BinaryIO, IteratorFile(graph.pieces())),
+                    sink.write_stream("graph", cast(BinaryIO, IteratorReader(graph.pieces())),
                                       MEDIA_TYPE)  # fmt: skip
                 summary = graph.summary()
         except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError) as exc:

@@ -26,7 +26,6 @@ was not in the node pass (created meanwhile) is left out and counted.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -49,30 +48,6 @@ RELS_QUERY = (
     "MATCH ()-[r]->() RETURN type(r) AS t, elementId(startNode(r)) AS s, "
     "elementId(endNode(r)) AS e, properties(r) AS p"
 )
-
-
-class IteratorFile(io.RawIOBase):
-    """A readable binary file over an iterator of byte strings."""
-
-    def __init__(self, pieces: Iterator[bytes]) -> None:
-        self._pieces = pieces
-        self._pending = b""
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        while self._pos >= len(self._pending):
-            piece = next(self._pieces, None)
-            if piece is None:
-                return 0
-            self._pending, self._pos = piece, 0
-        n = min(len(view), len(self._pending) - self._pos)
-        view[:n] = self._pending[self._pos : self._pos + n]
-        self._pos += n
-        return n
 
 
 def rel_table(rel_type: str) -> str:

@@ -114,8 +114,9 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
+from dbfleet.engines.iterfile import IteratorReader
 from dbfleet.engines.process import dump_process, find_tool, run_tool
-from dbfleet.engines.redis_keys import MEDIA_TYPE, FingerprintBuilder, IteratorReader
+from dbfleet.engines.redis_keys import MEDIA_TYPE, FingerprintBuilder
 from dbfleet.engines.redis_location import Location, with_db
 from dbfleet.engines.redis_logical import LogicalBackup, LogicalRestore, fingerprint_db
 from dbfleet.engines.redis_server import health_from_info, server_running_in, throwaway_server

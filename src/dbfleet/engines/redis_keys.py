@@ -27,7 +27,6 @@ selects the keys without a separator. A database with more than
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import struct
@@ -124,30 +123,6 @@ def read_stream(chunks: Iterable[bytes]) -> tuple[dict[str, Any], Iterator[Recor
             yield Record(key, None if expire < 0 else expire, r.read(length))
 
     return meta, records()
-
-
-class IteratorReader(io.RawIOBase):
-    """A readable binary file over an iterator of byte strings."""
-
-    def __init__(self, pieces: Iterator[bytes]) -> None:
-        self._pieces = pieces
-        self._pending = b""
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        while self._pos >= len(self._pending):
-            piece = next(self._pieces, None)
-            if piece is None:
-                return 0
-            self._pending, self._pos = piece, 0
-        n = min(len(view), len(self._pending) - self._pos)
-        view[:n] = self._pending[self._pos : self._pos + n]
-        self._pos += n
-        return n
 
 
 # -- key patterns --------------------------------------------------------------

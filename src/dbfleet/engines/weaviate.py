@@ -76,7 +76,7 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.redis_keys import IteratorReader
+from dbfleet.engines.iterfile import IteratorReader
 from dbfleet.engines.weaviate_api import (
     PREFIX_RE,
     SCRATCH_MARK,
