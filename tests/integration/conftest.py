@@ -17,7 +17,7 @@ import os
 import secrets
 import shlex
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,32 @@ def _load_env_file() -> None:
         if len(words) == 2 and words[0] == "export" and "=" in words[1]:
             name, _, value = words[1].partition("=")
             os.environ.setdefault(name, value)
+
+
+class DatabaseNames:
+    """Unique ``dbfleet_it_<label>_<hex>`` database names for one test, and
+    their cleanup: call it for a name; :meth:`drop` removes the names handed
+    out and, with ``leftover``, databases named ``<name><leftover>...``
+    (scratch copies, server-entry members) that the test left behind."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, label: str = "db") -> str:
+        name = f"dbfleet_it_{label}_{secrets.token_hex(4)}"
+        self.names.append(name)
+        return name
+
+    def drop(
+        self,
+        drop: Callable[[str], None],
+        existing: Iterable[str] | None = None,
+        leftover: str | None = None,
+    ) -> None:
+        """``existing``: the server's databases (default: just the names)."""
+        for db in self.names if existing is None else existing:
+            if any(db == n or (leftover and db.startswith(n + leftover)) for n in self.names):
+                drop(db)
 
 
 def _unavailable(what: str, hint: str = "run scripts/test-servers.sh start") -> None:
@@ -156,16 +182,9 @@ def pg_server() -> PgServer:
 @pytest.fixture
 def pg_databases(pg_server: PgServer) -> Iterator[Callable[[str], str]]:
     """Hands out unique database names; drops every one of them afterwards."""
-    names: list[str] = []
-
-    def new(label: str = "db") -> str:
-        name = f"dbfleet_it_{label}_{secrets.token_hex(4)}"
-        names.append(name)
-        return name
-
-    yield new
-    for name in names:
-        pg_server.drop_database(name)
+    names = DatabaseNames()
+    yield names
+    names.drop(pg_server.drop_database)
 
 
 @dataclass

@@ -9,7 +9,6 @@ Setup queries go through plain ``urllib`` (not the code under test).
 from __future__ import annotations
 
 import os
-import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from dbfleet.config import DatabaseConfig
-from tests.integration.conftest import _load_env_file, _unavailable
+from tests.integration.conftest import DatabaseNames, _load_env_file, _unavailable
 
 CH_PASSWORD_ENV = "DBFLEET_TEST_CLICKHOUSE_PASSWORD"
 CH_READER_PASSWORD_ENV = "DBFLEET_TEST_CLICKHOUSE_READER_PASSWORD"
@@ -88,21 +87,12 @@ def ch_server() -> ClickHouseServer:
 
 @pytest.fixture
 def ch_databases(ch_server: ClickHouseServer) -> Iterator[Callable[[str], str]]:
-    """Hands out unique database names; drops every one of them afterwards."""
-    names: list[str] = []
-
-    def new(label: str = "db") -> str:
-        name = f"dbfleet_it_{label}_{secrets.token_hex(4)}"
-        names.append(name)
-        return name
-
-    yield new
-    for name in names:
-        ch_server.drop_database(name)
-        for row in ch_server.query(
-            f"SELECT name FROM system.databases WHERE startsWith(name, '{name}_dbfleet_')"
-        ).split():
-            ch_server.drop_database(row)
+    """Hands out unique database names; drops them (and staging leftovers
+    named ``<name>_dbfleet_...``) afterwards."""
+    names = DatabaseNames()
+    yield names
+    existing = ch_server.query("SELECT name FROM system.databases").split()
+    names.drop(ch_server.drop_database, existing, leftover="_dbfleet_")
 
 
 SAMPLE_ROWS = 6000

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from dbfleet.config import DatabaseConfig
-from tests.integration.conftest import _load_env_file, _unavailable
+from tests.integration.conftest import DatabaseNames, _load_env_file, _unavailable
 
 INFLUX_PASSWORD_ENV = "DBFLEET_TEST_INFLUXDB_PASSWORD"
 WEEK_NS = 7 * 24 * 3600 * 10**9
@@ -100,19 +99,9 @@ def influx_server() -> InfluxServer:
 def influx_databases(influx_server: InfluxServer) -> Iterator[Callable[[str], str]]:
     """Hands out unique database names; drops them (and leftovers named
     after them: scratch and temporary databases) afterwards."""
-    names: list[str] = []
-
-    def new(label: str = "db") -> str:
-        name = f"dbfleet_it_{label}_{secrets.token_hex(4)}"
-        names.append(name)
-        return name
-
-    yield new
-    existing = influx_server.databases()
-    for name in names:
-        for db in existing:
-            if db == name or db.startswith(f"{name}_dbfleet_"):
-                influx_server.drop_database(db)
+    names = DatabaseNames()
+    yield names
+    names.drop(influx_server.drop_database, influx_server.databases(), leftover="_dbfleet_")
 
 
 def cpu_lines(first: int, count: int, hours: int = 3) -> list[str]:

@@ -17,7 +17,6 @@ accepted and ignored.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +28,7 @@ from bson import Binary, Int64, ObjectId, Regex, Timestamp
 from pymongo import ASCENDING, DESCENDING, MongoClient
 
 from dbfleet.config import DatabaseConfig
-from tests.integration.conftest import _load_env_file, _unavailable
+from tests.integration.conftest import DatabaseNames, _load_env_file, _unavailable
 
 MONGO_PASSWORD_ENV = "DBFLEET_TEST_MONGODB_PASSWORD"
 MONGO_URL_ENV = "DBFLEET_TEST_MONGODB_URL"
@@ -92,19 +91,9 @@ def mongo_server() -> MongoServer:
 def mongo_databases(mongo_server: MongoServer) -> Iterator[Callable[[str], str]]:
     """Hands out unique database names; drops them, and databases named
     after them (``<name>_...``: scratch copies, server entry members), afterwards."""
-    names: list[str] = []
-
-    def new(label: str = "db") -> str:
-        name = f"dbfleet_it_{label}_{secrets.token_hex(4)}"
-        names.append(name)
-        return name
-
-    yield new
-    existing = mongo_server.databases()
-    for name in names:
-        for db in existing:
-            if db == name or db.startswith(f"{name}_"):
-                mongo_server.drop_database(db)
+    names = DatabaseNames()
+    yield names
+    names.drop(mongo_server.drop_database, mongo_server.databases(), leftover="_")
 
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

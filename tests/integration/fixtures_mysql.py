@@ -14,7 +14,6 @@ an event.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ import pymysql
 import pytest
 
 from dbfleet.config import DatabaseConfig
-from tests.integration.conftest import _load_env_file, _unavailable
+from tests.integration.conftest import DatabaseNames, _load_env_file, _unavailable
 
 MYSQL_PASSWORD_ENV = "DBFLEET_TEST_MYSQL_PASSWORD"
 MYSQL_APP_PASSWORD_ENV = "DBFLEET_TEST_MYSQL_APP_PASSWORD"
@@ -109,16 +108,9 @@ def mysql_server() -> MySQLServer:
 @pytest.fixture
 def mysql_databases(mysql_server: MySQLServer) -> Iterator[Callable[[str], str]]:
     """Hands out unique database names; drops every one of them afterwards."""
-    names: list[str] = []
-
-    def new(label: str = "db") -> str:
-        name = f"dbfleet_it_{label}_{secrets.token_hex(4)}"
-        names.append(name)
-        return name
-
-    yield new
-    for name in names:
-        mysql_server.drop_database(name)
+    names = DatabaseNames()
+    yield names
+    names.drop(mysql_server.drop_database)
 
 
 RICH_SCHEMA = [
