@@ -120,6 +120,14 @@ class Client:
         self._conn: http.client.HTTPConnection | None = None
         self._last_used = 0.0
 
+    def copy(self) -> Client:
+        """Another client to the same server, with a connection of its own
+        (a ``Client`` is not shared between threads)."""
+        return Client(
+            self.location, self._key, timeout=self._timeout, ca_file=self._ca_file,
+            key_hint=self._key_hint,
+        )  # fmt: skip
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 SCHEMA_FORMAT = "dbfleet-weaviate-schema/1"
 TENANT_BATCH = 100
 REFERENCE_BATCH = 1000
+IN_FLIGHT = 2
+"""Object batches sent at once (see ``Restore._objects``)."""
 # Read-only or server-derived keys of a collection config that a create
 # request must not carry.
 _NOT_ON_CREATE = ("shardingConfig",)
@@ -190,21 +194,55 @@ class Restore:
             self.client.request("POST", f"/v1/schema/{quote(name)}/tenants", batch)
 
     def _objects(self, entry: dict[str, Any], name: str) -> None:
-        """Every object of the collection, without its references."""
+        """Every object of the collection, without its references.
+
+        ``IN_FLIGHT`` batches go to the server at once, each on a connection
+        of its own: while the server indexes one batch, the next is already
+        read from the repository and sent (20k objects of 384 dimensions on
+        2 cores: 17.5 s with one batch at a time, 14.7-15.6 s with two; four
+        were no better). Results are checked in
+        batch order, so the first failing object is reported as before and
+        nothing after a failure counts as restored."""
         stream = objects_stream(str(entry["name"]))
         refs = reference_properties(entry["config"])
         _, records = read_stream(self.source.open_stream(stream))
         restored = 0
-        for batch in _batches(records, self.batch_objects, self.batch_bytes):
-            body = [_batch_object(r, name, refs) for r in batch]
-            results = self.client.request("POST", "/v1/batch/objects", {"objects": body})
-            for record, error in zip(batch, _errors(results, len(body), name), strict=True):
+        clients = [self.client.copy() for _ in range(IN_FLIGHT)]
+        pending: deque[tuple[list[Record], Future[Any]]] = deque()
+
+        def settle() -> None:
+            nonlocal restored
+            batch, future = pending.popleft()
+            results = future.result()
+            for record, error in zip(batch, _errors(results, len(batch), name), strict=True):
                 if error:
                     raise EngineError(
                         f"restore of {name} failed at object {record.id} after {restored} "
                         f"objects: {error}"
                     )
                 restored += 1
+
+        try:
+            with ThreadPoolExecutor(IN_FLIGHT) as pool:
+                try:
+                    for n, batch in enumerate(
+                        _batches(records, self.batch_objects, self.batch_bytes)
+                    ):
+                        if len(pending) == IN_FLIGHT:
+                            settle()
+                        body = {"objects": [_batch_object(r, name, refs) for r in batch]}
+                        client = clients[n % IN_FLIGHT]
+                        pending.append(
+                            (batch, pool.submit(client.request, "POST", "/v1/batch/objects", body))
+                        )
+                    while pending:
+                        settle()
+                finally:
+                    for _, future in pending:  # after a failure: let the others end
+                        future.cancel()
+        finally:
+            for client in clients:
+                client.close()
         log.info("restored %d objects into %s", restored, name)
 
     def _references(self, entry: dict[str, Any], name: str, rename: Callable[[str], str]) -> None:
