@@ -28,6 +28,7 @@ from bson import Binary, Int64, ObjectId, Regex, Timestamp
 from pymongo import ASCENDING, DESCENDING, MongoClient
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines.mongodb_location import SCRATCH_PREFIX
 from tests.integration.conftest import DatabaseNames, _load_env_file, _unavailable
 
 MONGO_PASSWORD_ENV = "DBFLEET_TEST_MONGODB_PASSWORD"
@@ -90,10 +91,17 @@ def mongo_server() -> MongoServer:
 @pytest.fixture
 def mongo_databases(mongo_server: MongoServer) -> Iterator[Callable[[str], str]]:
     """Hands out unique database names; drops them, and databases named
-    after them (``<name>_...``: scratch copies, server entry members), afterwards."""
+    after them (``<name>_...``: scratch copies, server entry members;
+    ``dbfleet_scratch_<label>_<name>...``: whole-instance scratch copies),
+    afterwards."""
     names = DatabaseNames()
     yield names
-    names.drop(mongo_server.drop_database, mongo_server.databases(), leftover="_")
+    existing = mongo_server.databases()
+    names.drop(mongo_server.drop_database, existing, leftover="_")
+    for db in existing:
+        scratch = db.startswith(SCRATCH_PREFIX) and any(f"_{n}" in db for n in names.names)
+        if scratch:
+            mongo_server.drop_database(db)
 
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -17,20 +17,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from bson import json_util
 
 from dbfleet.config import parse_inventory
 from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines import mongodb as mongodb_engine_module
 from dbfleet.engines.mongodb import MongoDBEngine
 from dbfleet.engines.mongodb_archive import MAGIC
+from dbfleet.engines.mongodb_location import SCRATCH_PREFIX, Location
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories, SnapshotSource
 from dbfleet.operations.drill import drill_targets
 from dbfleet.operations.repository import init_repository
+from dbfleet.operations.restore import verify_snapshot
 from dbfleet.repo import Repository, Snapshot, iter_stream
 from tests.integration.conftest import FAST_KDF, BackupFn
 from tests.integration.fixtures_mongodb import (
@@ -172,8 +175,9 @@ def test_whole_instance_backup_and_restore_of_a_subset(
     expected = {f"{mongo_source}.orders", f"{mongo_source}.customers"}
     with pytest.raises(UsageError, match="whole instance"):
         _restore(repo, snapshot, engine.target(f"{mongo_source}_x"))
-    with pytest.raises(UsageError, match="is a whole instance"):
-        engine.scratch("verify")
+    with pytest.raises(UsageError, match="a database snapshot into a database"):
+        _restore(repo, snapshot, engine.scratch("verify").with_changes(
+            url=mongo_server.url_for(f"{mongo_source}_x")))  # fmt: skip
     mongo_server.drop_database(mongo_source)
     restored = _restore(repo, snapshot, mongo_server.config(None), tables=tuple(sorted(expected)))
     after = restored.fingerprint(tuple(sorted(expected)))
@@ -389,3 +393,124 @@ def test_a_failing_dump_tool_fails_the_backup_with_its_message(
     with pytest.raises(EngineError, match="unreadable archive.*magic"):
         backup(engine)
     assert repo.list_snapshots() == []
+
+
+def _whole_instance_repos(
+    mongo_server: MongoServer, label: str, monkeypatch: pytest.MonkeyPatch
+) -> Repositories:
+    monkeypatch.setenv("DBFLEET_TEST_REPO_PW", "mongo-whole-instance")
+    inventory = parse_inventory({
+        "repositories": {"mem": {"url": f"memory://mongo-whole-{label}",
+                                 "passphrase_env": "DBFLEET_TEST_REPO_PW"}},
+        "databases": {"cluster": {
+            "engine": "mongodb", "url": mongo_server.url_for(None),
+            "password_env": MONGO_PASSWORD_ENV, "rto": "5m",
+        }},
+    })  # fmt: skip
+    init_repository(inventory, "mem", kdf=FAST_KDF)
+    return Repositories(inventory)
+
+
+def _prefix_of(scratch: str | None) -> str:
+    """The database prefix of a whole instance's scratch location (its url)."""
+    assert scratch is not None
+    prefix = Location.parse(scratch).database_prefix
+    assert prefix is not None and prefix.startswith(SCRATCH_PREFIX), scratch
+    return prefix
+
+
+def test_whole_instance_verify_and_drill_restore_under_a_prefix(
+    mongo_server: MongoServer, mongo_databases: NewName, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Other databases on the shared server are in the snapshot too; the
+    # verify is still deterministic: the scratch holds exactly the snapshot's
+    # databases, and the comparison is with the snapshot's own fingerprint.
+    mine = [mongo_databases("wa"), mongo_databases("wb")]
+    for name in mine:
+        create_sample_database(mongo_server, name, orders=60)
+    repos = _whole_instance_repos(mongo_server, mine[0], monkeypatch)
+    (backed_up,) = backup_many(repos, ["cluster"])
+    assert backed_up.ok, backed_up.error
+    _, snapshot = repos.locate("cluster:latest")
+    assert snapshot.fingerprint is not None
+    assert {f"{db}.{c}" for db in mine for c in SAMPLE} <= set(snapshot.fingerprint["tables"])
+
+    verified = verify_snapshot(repos, "cluster:latest")
+    assert verified.ok, verified.differences
+    prefix = _prefix_of(verified.scratch)
+    assert prefix.startswith(f"{SCRATCH_PREFIX}verify_")
+    assert verified.tables_compared == len(snapshot.fingerprint["tables"]) >= 8
+    assert [d for d in mongo_server.databases() if d.startswith(prefix)] == []
+
+    (drilled,) = drill_targets(repos, ["cluster"])["cluster"]
+    assert drilled.result == "pass", (drilled.reason, drilled.differences)
+    prefix = _prefix_of(drilled.scratch)
+    assert prefix.startswith(f"{SCRATCH_PREFIX}drill_")
+    assert [d for d in mongo_server.databases() if d.startswith(prefix)] == []
+    # the source's databases are untouched
+    for name in mine:
+        tables = engine_for(mongo_server.config(name)).fingerprint()["tables"]
+        assert tables["orders"]["count"] == 60
+
+
+def test_whole_instance_scratch_sees_a_difference_and_stays_out_of_backups(
+    mongo_server: MongoServer, mongo_databases: NewName, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    name = mongo_databases("wk")
+    create_sample_database(mongo_server, name, orders=40)
+    repos = _whole_instance_repos(mongo_server, name, monkeypatch)
+    (backed_up,) = backup_many(repos, ["cluster"])
+    assert backed_up.ok, backed_up.error
+    _, snapshot = repos.locate("cluster:latest")
+    assert snapshot.fingerprint is not None
+
+    # a restore that loses a collection (mongorestore told to skip it) fails the verify
+    real_argv = mongodb_engine_module.restore_argv
+
+    def lossy_argv(*args: Any, **kwargs: Any) -> list[str]:
+        return [*real_argv(*args, **kwargs), f"--nsExclude={name}.customers"]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mongodb_engine_module, "restore_argv", lossy_argv)
+        failed = verify_snapshot(repos, "cluster:latest")
+    assert not failed.ok and len(failed.differences) == 1  # the indexes made it empty, not absent
+    assert failed.differences[0].startswith(f"{name}.customers: count 7 != 0")
+    assert [d for d in mongo_server.databases() if d.startswith(_prefix_of(failed.scratch))] == []
+
+    kept = verify_snapshot(repos, "cluster:latest", keep=True)
+    prefix = _prefix_of(kept.scratch)
+    scratch = engine_for(mongo_server.config(None).with_changes(url=kept.scratch))
+    assert isinstance(scratch, MongoDBEngine)
+    try:
+        assert kept.ok, kept.differences
+        copy = f"{prefix}{name}"
+        assert copy in mongo_server.databases()
+        # the scratch's fingerprint names the source's databases, and sees a change
+        assert compare_fingerprints(snapshot.fingerprint, scratch.fingerprint()) == []
+        with mongo_server.client() as client:
+            client[copy].orders.delete_one({"n": 7})
+        differences = compare_fingerprints(snapshot.fingerprint, scratch.fingerprint())
+        assert len(differences) == 1 and differences[0].startswith(f"{name}.orders: count 40 != 39")
+
+        # leftover scratch databases are not part of the instance's snapshots
+        instance = MongoDBEngine(mongo_server.config(None))
+        assert not [d for d in instance.list_databases() if d.startswith(SCRATCH_PREFIX)]
+        assert not [t for t in instance.fingerprint()["tables"] if t.startswith(SCRATCH_PREFIX)]
+        with caplog.at_level("WARNING", logger="dbfleet.engines.mongodb"):
+            (again,) = backup_many(repos, ["cluster"])
+        assert again.ok, again.error
+        assert copy in caplog.text
+        _, second = repos.locate("cluster:latest")
+        assert second.fingerprint is not None
+        assert not [t for t in second.fingerprint["tables"] if t.startswith(SCRATCH_PREFIX)]
+        assert second.fingerprint["tables"][f"{name}.orders"]["count"] == 40
+        # a scratch location is not a source, and refuses to restore over itself
+        with pytest.raises(UsageError, match="scratch location"):
+            scratch.backup(cast(Any, None))
+        with pytest.raises(EngineError, match="already exist"):
+            _restore(repos.for_database("cluster"), snapshot, scratch.config)
+    finally:
+        scratch.drop()
+    assert [d for d in mongo_server.databases() if d.startswith(prefix)] == []
+    assert name in mongo_server.databases()  # drop() took only the prefixed databases

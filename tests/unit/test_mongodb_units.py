@@ -17,15 +17,24 @@ import pytest
 import yaml
 from blake3 import blake3
 
+from dbfleet.config import DatabaseConfig
+from dbfleet.engines.mongodb import MongoDBEngine, scratch_prefix
 from dbfleet.engines.mongodb_archive import MAGIC, ArchiveError, ArchiveTap, collection_shape
 from dbfleet.engines.mongodb_location import (
     Location,
     find_mongo_tool,
     oplog_decision,
+    prefixed,
     tool_config,
     with_database,
+    with_prefix,
 )
-from dbfleet.engines.mongodb_server import ns_pattern, restore_argv, restore_namespaces
+from dbfleet.engines.mongodb_server import (
+    ns_pattern,
+    restore_argv,
+    restore_namespaces,
+    restored_name,
+)
 from dbfleet.errors import ToolMissingError, UsageError
 
 TERM = struct.pack("<i", -1)
@@ -96,6 +105,70 @@ def test_restore_command_line() -> None:
     whole = restore_argv("mongorestore", "mongodb://h/", wanted, None, None,
                          clean=False, oplog_replay=True)  # fmt: skip
     assert "--oplogReplay" in whole and not any(a.startswith("--nsFrom") for a in whole)
+
+
+def test_restore_command_line_under_a_prefix() -> None:
+    wanted = [("shop", "orders"), ("shop", "users"), ("crm", "leads")]
+    argv = restore_argv("mongorestore", "mongodb://h/", wanted, None, None,
+                        clean=True, oplog_replay=False, prefix="dbfleet_scratch_v_")  # fmt: skip
+    assert argv[argv.index("--nsInclude=crm.leads") + 1 :] == [
+        "--nsFrom=crm.*", "--nsTo=dbfleet_scratch_v_crm.*",
+        "--nsFrom=shop.*", "--nsTo=dbfleet_scratch_v_shop.*", "--drop",
+    ]  # fmt: skip
+    # mongorestore refuses renames with --oplogReplay; a database snapshot has no prefix
+    with pytest.raises(ValueError, match="without oplog replay"):
+        restore_argv("mongorestore", "mongodb://h/", wanted, None, None,
+                     clean=False, oplog_replay=True, prefix="p_")  # fmt: skip
+    with pytest.raises(ValueError, match="whole instance"):
+        restore_argv("mongorestore", "mongodb://h/", [("shop", "orders")], "shop", "copy",
+                     clean=False, oplog_replay=False, prefix="p_")  # fmt: skip
+
+
+def test_restored_names_and_their_length_limit() -> None:
+    assert restored_name("shop", "copy", "p_") == "copy"
+    assert restored_name("shop", None, "p_") == "p_shop"
+    assert restored_name("shop", None, None) == "shop"
+    assert prefixed("p_", "x" * 61) == "p_" + "x" * 61
+    with pytest.raises(UsageError, match="longer than 63 bytes"):
+        prefixed("p_", "x" * 62)
+
+
+def test_a_prefix_location() -> None:
+    url = with_prefix("mongodb://u@h:1/?authSource=admin", "dbfleet_scratch_v_")
+    assert url == "mongodb://u@h:1/dbfleet_scratch_v_*?authSource=admin"
+    loc = Location.parse(url)
+    assert (loc.database, loc.database_prefix) == (None, "dbfleet_scratch_v_")
+    # the driver and the tools get the instance, not a default database
+    assert loc.url == "mongodb://u@h:1/?authSource=admin"
+    assert loc.tool_url() == "mongodb://u@h:1/?authSource=admin"
+    assert loc.describe() == "h:1 (databases dbfleet_scratch_v_*)"
+    assert Location.parse("mongodb://h/").database_prefix is None
+    for bad in ("mongodb://h/*", "mongodb://h/a.b*", "mongodb://h/" + "x" * 63 + "*"):
+        with pytest.raises(UsageError, match="prefix"):
+            Location.parse(bad)
+
+
+def test_scratch_of_a_whole_instance_is_the_instance_under_a_prefix() -> None:
+    assert scratch_prefix("verify_1a2b3c") == "dbfleet_scratch_verify_1a2b3c_"
+    long = scratch_prefix("a-label-much-longer-than-sixteen")
+    assert long.startswith("dbfleet_scratch_") and len(long) == len("dbfleet_scratch_") + 13
+    assert scratch_prefix("bad.label") != "dbfleet_scratch_bad.label_"
+    assert scratch_prefix("bad.label") != scratch_prefix("bad/label")
+    whole = MongoDBEngine(DatabaseConfig(engine="mongodb", url="mongodb://u@h:1/?tls=false"))
+    config = whole.scratch("drill_abcdef")
+    assert config.url == "mongodb://u@h:1/dbfleet_scratch_drill_abcdef_*?tls=false"
+    scratch = MongoDBEngine(config)
+    with pytest.raises(UsageError, match="scratch location itself"):
+        scratch.scratch("again")
+    # keys name the source's databases; only prefixed user databases are covered
+    assert scratch._key(("dbfleet_scratch_drill_abcdef_shop", "orders")) == "shop.orders"
+    assert scratch._covered(("dbfleet_scratch_drill_abcdef_shop", "orders"))
+    assert not scratch._covered(("shop", "orders"))
+    assert not scratch._covered(("dbfleet_scratch_drill_abcdef_shop", "system.views"))
+    assert whole._covered(("shop", "orders")) and whole._key(("shop", "orders")) == "shop.orders"
+    assert not whole._covered(("dbfleet_scratch_drill_abcdef_shop", "orders"))
+    db = MongoDBEngine(DatabaseConfig(engine="mongodb", url="mongodb://h/shop"))
+    assert db.scratch("verify_1").url == "mongodb://h/shop_dbfleet_verify_1"
 
 
 def test_restore_namespaces() -> None:

@@ -54,8 +54,18 @@ Restore (into this engine's location)
     collections; other collections are left alone. A restore that fails in a
     database it created drops it again. ``tables``: collection names
     (``db.collection`` for whole-instance snapshots). Whole-instance
-    snapshots restore only to a whole-instance location (``--to
-    mongodb://host/``): ``target``/``scratch`` need a database name.
+    snapshots restore to a whole-instance location (``--to
+    mongodb://host/``), or under a prefix (``mongodb://host/prefix_*``: each
+    database ``db`` into ``prefix_db``, without oplog replay).
+Scratch (verify, drill)
+    A database entry's scratch is the database ``<db>_dbfleet_<label>``; a
+    whole instance's is the same instance under the prefix
+    ``dbfleet_scratch_<label>_`` (url ``mongodb://host/dbfleet_scratch_<label>_*``):
+    its fingerprint covers only the prefixed databases and names them
+    without the prefix, so it compares with the snapshot's, and ``drop``
+    drops only the prefixed databases. ``dbfleet_scratch_*`` databases are
+    never part of a whole-instance snapshot's namespaces or fingerprint, nor
+    of a server entry's databases; a prefix location cannot be backed up.
 
 Options: ``tools_dir``, ``collections``, ``exclude_collections``, ``oplog``,
 ``parallel_collections``, ``connect_timeout`` (seconds, default 10),
@@ -72,6 +82,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, ClassVar, cast
 
+from blake3 import blake3
 from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
@@ -92,6 +103,7 @@ from dbfleet.engines.mongodb_archive import (
     TapReader,
 )
 from dbfleet.engines.mongodb_location import (
+    SCRATCH_PREFIX,
     SYSTEM_DATABASES,
     Location,
     check_database_name,
@@ -99,6 +111,7 @@ from dbfleet.engines.mongodb_location import (
     oplog_decision,
     tool_config,
     with_database,
+    with_prefix,
 )
 from dbfleet.engines.mongodb_server import (
     Namespace,
@@ -107,6 +120,7 @@ from dbfleet.engines.mongodb_server import (
     existing_collections,
     restore_argv,
     restore_namespaces,
+    restored_name,
 )
 from dbfleet.engines.process import dump_process, restore_process, run_tool
 from dbfleet.errors import EngineError, UsageError
@@ -122,6 +136,21 @@ MANIFEST_FORMAT = "dbfleet-mongodb-manifest/1"
 # Mechanisms that authenticate without a password.
 PASSWORDLESS = {"MONGODB-X509", "GSSAPI", "MONGODB-AWS", "MONGODB-OIDC"}
 ARCHIVE_MEDIA = "application/x-mongodb-archive"
+# Longest scratch label kept as it is in a whole instance's scratch prefix;
+# a longer one is hashed, so that database names still fit after it.
+MAX_SCRATCH_LABEL = 16
+
+
+def scratch_prefix(label: str) -> str:
+    """The prefix of a whole instance's scratch databases:
+    ``dbfleet_scratch_<label>_`` (``verify_1a2b3c``: 30 bytes, leaving 33
+    for the database names), the label hashed when long or not a valid name."""
+    try:
+        check_database_name(label)
+        usable = len(label.encode()) <= MAX_SCRATCH_LABEL
+    except UsageError:
+        usable = False
+    return f"{SCRATCH_PREFIX}{label if usable else blake3(label.encode()).hexdigest()[:12]}_"
 
 
 class MongoDBEngine:
@@ -156,9 +185,27 @@ class MongoDBEngine:
         return self.config.with_changes(url=with_database(self.location.url, name), scratch=None)
 
     def scratch(self, label: str) -> DatabaseConfig:
-        return self.target(f"{self._database('scratch')}_dbfleet_{label}"[:60])
+        """A database ``<db>_dbfleet_<label>`` next to a database entry; for
+        a whole instance, the same instance with every database under the
+        prefix ``dbfleet_scratch_<label>_`` (:func:`scratch_prefix`)."""
+        if self.location.database_prefix is not None:
+            raise UsageError(f"{self.location.describe()} is a scratch location itself")
+        if self.location.database is None:
+            url = with_prefix(self.location.url, scratch_prefix(label))
+            return self.config.with_changes(url=url, scratch=None)
+        return self.target(f"{self.location.database}_dbfleet_{label}"[:60])
 
     def drop(self) -> None:
+        """Drop the database; for a prefix location every database whose
+        name starts with the prefix. A whole instance is never dropped."""
+        prefix = self.location.database_prefix
+        if prefix is not None:
+            if not prefix:  # Location refuses it; an empty prefix would be every database
+                raise UsageError("refusing to drop databases with an empty prefix")
+            with self._client() as client:
+                for db in self._databases(client):
+                    client.drop_database(db)
+            return
         db = self._database("drop")
         if db in SYSTEM_DATABASES:
             raise UsageError(f"refusing to drop the system database {db!r}")
@@ -235,15 +282,23 @@ class MongoDBEngine:
             client.close()
 
     def list_databases(self) -> list[str]:
-        """User databases on the server (``admin``, ``config``, ``local`` excluded)."""
+        """User databases on the server (``admin``, ``config``, ``local`` and
+        whole instances' scratch copies ``dbfleet_scratch_*`` excluded)."""
         with self._client() as client:
-            return sorted(d for d in client.list_database_names() if d not in SYSTEM_DATABASES)
+            return sorted(d for d in client.list_database_names() if _user_database(d))
 
     def _databases(self, client: MongoClient[Any]) -> list[str]:
-        """The databases this entry covers (one, or every user database)."""
+        """The databases this entry covers: one, those under the prefix, or
+        every user database."""
         if self.location.database is not None:
             return [self.location.database]
-        return sorted(d for d in client.list_database_names() if d not in SYSTEM_DATABASES)
+        prefix = self.location.database_prefix
+        if prefix is not None:
+            return sorted(
+                d for d in client.list_database_names()
+                if d.startswith(prefix) and len(d) > len(prefix) and d not in SYSTEM_DATABASES
+            )  # fmt: skip
+        return sorted(d for d in client.list_database_names() if _user_database(d))
 
     def _require_database(self, client: MongoClient[Any]) -> None:
         db = self.location.database
@@ -263,8 +318,13 @@ class MongoDBEngine:
         return find_mongo_tool(name, self.config.options.get("tools_dir"))
 
     def _key(self, namespace: Namespace) -> str:
-        """A collection's name in fingerprints and ``--table``."""
-        return namespace[1] if self.location.database is not None else ".".join(namespace)
+        """A collection's name in fingerprints and ``--table``: ``db.coll``
+        for whole instances; under a prefix, ``db`` is the name without it
+        (the source's name, so that the fingerprints compare)."""
+        if self.location.database is not None:
+            return namespace[1]
+        db, coll = namespace
+        return f"{db.removeprefix(self.location.database_prefix or '')}.{coll}"
 
     def _covered(self, namespace: Namespace) -> bool:
         db, coll = namespace
@@ -272,7 +332,10 @@ class MongoDBEngine:
             return False
         if self.location.database is not None:
             return db == self.location.database and self._selected(coll)
-        return True
+        prefix = self.location.database_prefix
+        if prefix is not None:
+            return db.startswith(prefix) and len(db) > len(prefix)
+        return _user_database(db)
 
     # -- health ----------------------------------------------------------
 
@@ -316,6 +379,12 @@ class MongoDBEngine:
     # -- backup ----------------------------------------------------------
 
     def backup(self, sink: StreamSink) -> BackupMeta:
+        if self.location.database_prefix is not None:
+            raise UsageError(
+                f"{self.location.describe()} is a scratch location (databases under a prefix), "
+                "not something to back up",
+                hint="back up the instance (url without a path) or one database",
+            )
         mongodump = self._tool("mongodump")
         password = self._tool_password()
         with self._client() as client:
@@ -324,6 +393,17 @@ class MongoDBEngine:
             self._require_database(client)
             db = self.location.database
             excluded: list[str] = []
+            if db is None:
+                scratch = sorted(
+                    d for d in client.list_database_names() if d.startswith(SCRATCH_PREFIX)
+                )
+                if scratch:
+                    # mongodump has no way to leave a database out of a
+                    # whole-instance dump: they are in the archive, but not
+                    # in the snapshot's namespaces (restores) or fingerprint.
+                    log.warning("MongoDB %s holds scratch databases (verify/drill copies), "
+                                "dumped but left out of the snapshot: %s",
+                                self.location.describe(), ", ".join(scratch))  # fmt: skip
             if db is not None:
                 names = client[db].list_collection_names()
                 # system.* stay: system.views holds the definitions of the
@@ -369,7 +449,9 @@ class MongoDBEngine:
             "oplog": oplog,
             # views too: mongorestore recreates them from their metadata
             "namespaces": sorted(
-                ".".join(ns) for ns in [*summary.collections, *summary.views] if ns[0]
+                ".".join(ns)
+                for ns in [*summary.collections, *summary.views]
+                if ns[0] and (db is not None or not ns[0].startswith(SCRATCH_PREFIX))
             ),
             "excluded_collections": excluded,
         }
@@ -416,27 +498,35 @@ class MongoDBEngine:
             raise EngineError(f"unknown MongoDB manifest format {manifest.get('format')!r}")
         source_db: str | None = manifest["database"]
         target_db = self.location.database
+        prefix = self.location.database_prefix
         if (source_db is None) != (target_db is None):
             raise UsageError(
                 "a whole-instance snapshot restores into a whole instance (url without "
-                "database), a database snapshot into a database",
+                "database, or databases under a prefix: mongodb://host/prefix_*), a database "
+                "snapshot into a database",
                 hint=f"the snapshot is {'a whole instance' if source_db is None else source_db}",
             )
         wanted = restore_namespaces(manifest["namespaces"], source_db, options.tables)
         mongorestore = self._tool("mongorestore")
         password = self._tool_password()
+        targets = sorted({restored_name(db, target_db, prefix) for db, _ in wanted})
         with self._client() as client:
-            existing = existing_collections(client, wanted, target_db)
+            existing = existing_collections(client, wanted, target_db, prefix)
             if existing and not options.clean:
                 raise EngineError(
                     f"{len(existing)} collection(s) of the backup already exist in "
                     f"{self.location.describe()}: {', '.join(existing[:10])}",
                     hint="restore into a new database, or pass --clean to replace them",
                 )
-            created = target_db is not None and target_db not in client.list_database_names()
+            present = set(client.list_database_names())
+            created = [d for d in [*targets, target_db] if d is not None and d not in present]
+        # Under a prefix the oplog is not replayed: mongorestore refuses it with
+        # renames (its entries name the source's databases), and the
+        # snapshot's fingerprint describes the dumped documents, before it.
+        replay = bool(manifest.get("oplog")) and not options.tables and not prefix
         argv = restore_argv(
             mongorestore, self.location.tool_url(), wanted, source_db, target_db,
-            clean=options.clean, oplog_replay=bool(manifest.get("oplog")) and not options.tables,
+            clean=options.clean, oplog_replay=replay, prefix=prefix,
         )  # fmt: skip
         tap = ArchiveTap()
 
@@ -454,15 +544,23 @@ class MongoDBEngine:
                 raise EngineError(f"the snapshot's archive is unreadable: {exc}") from None
             with self._client() as client:
                 for db, coll in wanted:
-                    into = target_db if target_db is not None else db
+                    into = restored_name(db, target_db, prefix)
                     create_indexes(client, into, coll, summary.indexes.get((db, coll), []))
         except BaseException:
-            if created:
-                try:
-                    self.drop()
-                except EngineError as exc:  # keep the restore's own error
-                    log.warning("could not drop %s after a failed restore: %s", target_db, exc)
+            self._drop_created(sorted(set(created)))
             raise
+
+    def _drop_created(self, databases: list[str]) -> None:
+        """After a failed restore: drop the databases it created (and only those)."""
+        if not databases:
+            return
+        try:
+            with self._client() as client:
+                for db in databases:
+                    if db not in SYSTEM_DATABASES:
+                        client.drop_database(db)
+        except EngineError as exc:  # keep the restore's own error
+            log.warning("could not drop %s after a failed restore: %s", ", ".join(databases), exc)
 
     # -- fingerprint -----------------------------------------------------
 
@@ -482,6 +580,11 @@ class MongoDBEngine:
         result["views"].sort()
         result["tables"] = dict(sorted(result["tables"].items()))
         return result
+
+
+def _user_database(name: str) -> bool:
+    """Neither a system database nor a whole instance's scratch copy."""
+    return name not in SYSTEM_DATABASES and not name.startswith(SCRATCH_PREFIX)
 
 
 def _patterns(value: Any, name: str) -> list[str]:

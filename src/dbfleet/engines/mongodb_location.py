@@ -23,6 +23,9 @@ from pymongo.errors import ConfigurationError, InvalidURI
 from dbfleet.errors import ToolMissingError, UsageError
 
 SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
+SCRATCH_PREFIX = "dbfleet_scratch_"
+"""Databases named so are scratch copies of whole instances (verify, drill):
+never part of a whole-instance snapshot or a server entry's databases."""
 TOOLS_ENV = "DBFLEET_MONGODB_TOOLS"
 MAX_DATABASE_NAME = 63  # bytes; MongoDB's limit is 64 including a terminator
 _BAD_DB_CHARS = set('/\\. "$*<>:|?\0')
@@ -44,6 +47,11 @@ class Location:
     username: str | None
     hosts: str
     auth_mechanism: str | None = None
+    database_prefix: str | None = None
+    """Set for a path ending in ``*`` (``mongodb://host/dbfleet_scratch_x_*``):
+    the location is the databases named ``<prefix><database>``, a whole
+    instance restored under a prefix (scratch copies). ``url`` is then the
+    instance's URL, without the path."""
 
     @classmethod
     def parse(cls, url: str) -> Location:
@@ -52,6 +60,15 @@ class Location:
             raise UsageError(
                 f"MongoDB url must start with mongodb:// or mongodb+srv://, not {parts.scheme!r}"
             )
+        prefix = None
+        path = unquote(parts.path.lstrip("/"))
+        if path.endswith("*"):
+            prefix = path[:-1]
+            check_database_prefix(prefix)
+            # the driver and the tools get the instance: a path would be
+            # taken for the default (and authentication) database
+            url = with_database(url, None)
+            parts = urlsplit(url)
         parsed = None
         try:
             # mongodb+srv URLs would need DNS to parse: the driver resolves
@@ -75,11 +92,15 @@ class Location:
         username = unquote(parts.username) if parts.username else None
         mechanism = dict(parse_qsl(parts.query)).get("authMechanism")
         return cls(url=url, database=database, username=username, hosts=hosts,
-                   auth_mechanism=mechanism)  # fmt: skip
+                   auth_mechanism=mechanism, database_prefix=prefix)  # fmt: skip
 
     def describe(self, database: str | None = None) -> str:
         name = database if database is not None else self.database
-        return f"{self.hosts}/{name}" if name else f"{self.hosts} (whole instance)"
+        if name:
+            return f"{self.hosts}/{name}"
+        if self.database_prefix is not None:
+            return f"{self.hosts} (databases {self.database_prefix}*)"
+        return f"{self.hosts} (whole instance)"
 
     def tool_url(self) -> str:
         """The URL for mongodump/mongorestore: without the database path
@@ -99,6 +120,39 @@ def check_database_name(name: str) -> None:
             f"invalid MongoDB database name {name!r}",
             hint=f"at most {MAX_DATABASE_NAME} bytes, none of {' '.join(sorted(_BAD_DB_CHARS))!r}",
         )
+
+
+def check_database_prefix(prefix: str) -> None:
+    """A prefix for database names: not empty (that would be every
+    database), room left for a name after it."""
+    bad = sorted(set(prefix) & _BAD_DB_CHARS)
+    if not prefix or bad or len(prefix.encode()) > MAX_DATABASE_NAME - 1:
+        raise UsageError(
+            f"invalid MongoDB database prefix {prefix!r} (url path ending in '*')",
+            hint=f"1 to {MAX_DATABASE_NAME - 1} bytes before the '*', none of "
+            f"{' '.join(sorted(_BAD_DB_CHARS))!r}",
+        )
+
+
+def prefixed(prefix: str, database: str) -> str:
+    """``database`` restored under ``prefix``; refused when the name would
+    be longer than MongoDB allows."""
+    name = prefix + database
+    if len(name.encode()) > MAX_DATABASE_NAME:
+        raise UsageError(
+            f"database {database!r} cannot be restored under the prefix {prefix!r}: "
+            f"{name!r} is longer than {MAX_DATABASE_NAME} bytes",
+            hint="restore it to another instance (--to mongodb://host/), or subset with --table",
+        )
+    return name
+
+
+def with_prefix(url: str, prefix: str) -> str:
+    """``url`` pointing at the databases named ``<prefix><database>``."""
+    check_database_prefix(prefix)
+    parts = urlsplit(url)
+    path = "/" + quote(prefix, safe="") + "*"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
 def with_database(url: str, database: str | None) -> str:

@@ -16,6 +16,7 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
 from dbfleet.engines.mongodb_archive import DIGEST_MOD, CollectionSum, collection_shape
+from dbfleet.engines.mongodb_location import prefixed
 from dbfleet.errors import EngineError, UsageError
 
 RAW = CodecOptions(document_class=RawBSONDocument)
@@ -65,15 +66,25 @@ def restore_namespaces(
     return chosen
 
 
+def restored_name(db: str, target_db: str | None, prefix: str | None) -> str:
+    """The database that a backup's database ``db`` is restored into:
+    ``target_db`` (database snapshots), ``<prefix><db>`` (a whole instance
+    under a prefix) or ``db`` itself."""
+    if target_db is not None:
+        return target_db
+    return prefixed(prefix, db) if prefix else db
+
+
 def existing_collections(
-    client: MongoClient[Any], wanted: list[Namespace], target_db: str | None
-) -> list[str]:
+    client: MongoClient[Any], wanted: list[Namespace], target_db: str | None,
+    prefix: str | None = None,
+) -> list[str]:  # fmt: skip
     """Which of ``wanted`` already exist where the restore writes them
-    (``target_db``, or each one's own database for whole instances)."""
+    (:func:`restored_name`), by their names in the backup."""
     found = []
     cache: dict[str, set[str]] = {}
     for db, coll in wanted:
-        into = target_db if target_db is not None else db
+        into = restored_name(db, target_db, prefix)
         if into not in cache:
             cache[into] = set(client[into].list_collection_names())
         if coll in cache[into]:
@@ -93,9 +104,15 @@ def ns_pattern(db: str, collection: str) -> str:
 
 def restore_argv(
     mongorestore: str, tool_url: str, wanted: list[Namespace], source_db: str | None,
-    target_db: str | None, *, clean: bool, oplog_replay: bool,
+    target_db: str | None, *, clean: bool, oplog_replay: bool, prefix: str | None = None,
 ) -> list[str]:  # fmt: skip
     """The mongorestore command line (the archive comes on stdin).
+
+    A database snapshot goes into ``target_db`` (renamed when it differs);
+    a whole-instance snapshot into the same databases, or with ``prefix``
+    each database ``db`` into ``<prefix><db>`` (one ``--nsFrom/--nsTo``
+    pair per database; mongorestore refuses renames with ``--oplogReplay``,
+    so the two do not go together).
 
     ``--noIndexRestore``: dbfleet builds the indexes itself afterwards
     (:func:`create_indexes`), from the same metadata, because mongorestore
@@ -106,6 +123,12 @@ def restore_argv(
     argv += [f"--nsInclude={ns_pattern(db, coll)}" for db, coll in wanted]
     if source_db is not None and target_db is not None and source_db != target_db:
         argv += [f"--nsFrom={ns_pattern(source_db, '*')}", f"--nsTo={ns_pattern(target_db, '*')}"]
+    if prefix:
+        if source_db is not None or oplog_replay:
+            raise ValueError("a prefix restores a whole instance without oplog replay")
+        for db in sorted({db for db, _ in wanted}):
+            argv += [f"--nsFrom={ns_pattern(db, '*')}",
+                     f"--nsTo={ns_pattern(prefixed(prefix, db), '*')}"]  # fmt: skip
     if clean:
         argv.append("--drop")
     if oplog_replay:
