@@ -103,8 +103,13 @@ def test_restore_command_line() -> None:
         "--drop",
     ]  # fmt: skip
     whole = restore_argv("mongorestore", "mongodb://h/", wanted, None, None,
-                         clean=False, oplog_replay=True)  # fmt: skip
-    assert "--oplogReplay" in whole and not any(a.startswith("--nsFrom") for a in whole)
+                         clean=True, oplog_replay=True)  # fmt: skip
+    # mongorestore refuses --oplogReplay with any include, exclude or rename
+    # ("cannot use --oplogReplay with includes specified"): the whole archive
+    assert whole == [
+        "mongorestore", "--uri", "mongodb://h/", "--archive", "--stopOnError",
+        "--noIndexRestore", "--drop", "--oplogReplay",
+    ]  # fmt: skip
 
 
 def test_restore_command_line_under_a_prefix() -> None:
@@ -116,7 +121,7 @@ def test_restore_command_line_under_a_prefix() -> None:
         "--nsFrom=shop.*", "--nsTo=dbfleet_scratch_v_shop.*", "--drop",
     ]  # fmt: skip
     # mongorestore refuses renames with --oplogReplay; a database snapshot has no prefix
-    with pytest.raises(ValueError, match="without oplog replay"):
+    with pytest.raises(ValueError, match="under its own names"):
         restore_argv("mongorestore", "mongodb://h/", wanted, None, None,
                      clean=False, oplog_replay=True, prefix="p_")  # fmt: skip
     with pytest.raises(ValueError, match="whole instance"):

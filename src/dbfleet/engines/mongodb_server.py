@@ -120,19 +120,25 @@ def restore_argv(
     refuses. ``--stopOnError``: a document that cannot be inserted fails the
     restore instead of being counted and skipped."""
     argv = [mongorestore, "--uri", tool_url, "--archive", "--stopOnError", "--noIndexRestore"]
+    if oplog_replay:
+        # mongorestore refuses --oplogReplay with any --nsInclude/--nsExclude/
+        # --nsFrom ("cannot use --oplogReplay with includes specified"): a
+        # point-in-time restore is the whole archive, as mongorestore
+        # restores it (users and roles of admin included).
+        if source_db is not None or prefix:
+            raise ValueError("oplog replay restores a whole instance, under its own names")
+        return [*argv, *(["--drop"] if clean else []), "--oplogReplay"]
     argv += [f"--nsInclude={ns_pattern(db, coll)}" for db, coll in wanted]
     if source_db is not None and target_db is not None and source_db != target_db:
         argv += [f"--nsFrom={ns_pattern(source_db, '*')}", f"--nsTo={ns_pattern(target_db, '*')}"]
     if prefix:
-        if source_db is not None or oplog_replay:
-            raise ValueError("a prefix restores a whole instance without oplog replay")
+        if source_db is not None:
+            raise ValueError("a prefix restores a whole instance")
         for db in sorted({db for db, _ in wanted}):
             argv += [f"--nsFrom={ns_pattern(db, '*')}",
                      f"--nsTo={ns_pattern(prefixed(prefix, db), '*')}"]  # fmt: skip
     if clean:
         argv.append("--drop")
-    if oplog_replay:
-        argv.append("--oplogReplay")
     return argv
 
 
