@@ -48,6 +48,32 @@ apt_install() {
     apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@"
 }
 
+go_install_cached() { # go_install_cached NAME MODULE/CMD VERSION BINARY DEST
+    # Build a Go command once with `go install` (static, no cgo) and cache the
+    # binary at DEST. The build goes to a scratch GOBIN and the binary is
+    # moved into place only when whole: an interrupted build never leaves a
+    # half-written binary that a later start would trust.
+    local name=$1 module=$2 version=$3 binary=$4 dest=$5 gobin started
+    [[ -x $dest ]] && return 0
+    command -v go >/dev/null 2>&1 || die "$name is built with Go: install the go toolchain"
+    log "building $name $version with go install (takes minutes, once; cached in $(dirname "$dest"))"
+    install -d -m 0755 "$(dirname "$(dirname "$dest")")"
+    gobin=$(mktemp -d "$(dirname "$(dirname "$dest")")/.$binary-build.XXXXXX")
+    started=$SECONDS
+    if ! (
+        cd "$gobin" &&
+            GOBIN="$gobin" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
+                go install -trimpath -ldflags "-s -w" "$module@$version"
+    ); then
+        rm -rf "$gobin"
+        die "go install $module@$version failed"
+    fi
+    install -d -m 0755 "$(dirname "$dest")"
+    mv "$gobin/$binary" "$dest"
+    rm -rf "$gobin"
+    log "$name built in $((SECONDS - started)) s: $dest"
+}
+
 write_env() { # join every server's env fragment into $STATE/env.sh
     local out="$STATE/env.sh" tmp
     tmp=$(mktemp "$STATE/.env.sh.XXXXXX")

@@ -29,27 +29,7 @@ MINIO_TEST_PASSWORD=dbfleet-test-secret
 MINIO_TEST_BUCKET=dbfleet-test
 
 minio_install() {
-    [[ -x $MINIO_BIN ]] && return 0
-    command -v go >/dev/null 2>&1 || die "MinIO is built with Go: install the go toolchain"
-    log "building MinIO $MINIO_VERSION with go install (takes minutes, once; cached in $MINIO_CACHE)"
-    local gobin started
-    install -d -m 0755 "$(dirname "$MINIO_CACHE")"
-    # Build into a scratch GOBIN, then move the binary into place: an interrupted
-    # build never leaves a half-written binary that a later start would trust.
-    gobin=$(mktemp -d "$(dirname "$MINIO_CACHE")/.minio-build.XXXXXX")
-    started=$SECONDS
-    if ! (
-        cd "$gobin" &&
-            GOBIN="$gobin" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
-                go install -trimpath -ldflags "-s -w" "$MINIO_MODULE@$MINIO_VERSION"
-    ); then
-        rm -rf "$gobin"
-        die "go install $MINIO_MODULE@$MINIO_VERSION failed"
-    fi
-    install -d -m 0755 "$MINIO_CACHE"
-    mv "$gobin/minio" "$MINIO_BIN"
-    rm -rf "$gobin"
-    log "MinIO built in $((SECONDS - started)) s: $MINIO_BIN"
+    go_install_cached MinIO "$MINIO_MODULE" "$MINIO_VERSION" minio "$MINIO_BIN"
 }
 
 minio_pid() { # prints the pid of our running MinIO, or fails

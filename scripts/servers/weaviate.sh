@@ -31,28 +31,8 @@ WEAVIATE_PIDFILE="$WEAVIATE_STATE/weaviate.pid"
 WEAVIATE_LOG="$WEAVIATE_STATE/weaviate.log"
 
 weaviate_install() {
-    [[ -x $WEAVIATE_BIN ]] && return 0
-    command -v go >/dev/null 2>&1 || die "Weaviate is built with Go: install the go toolchain"
-    log "building Weaviate $WEAVIATE_VERSION with go install (takes minutes, once; cached in $WEAVIATE_CACHE)"
-    local gobin started
-    install -d -m 0755 "$(dirname "$WEAVIATE_CACHE")"
-    # Build into a scratch GOBIN, then move the binary into place: an
-    # interrupted build never leaves a half-written binary that a later start
-    # would trust. Weaviate's Go assembly (SIMD distances) needs no cgo.
-    gobin=$(mktemp -d "$(dirname "$WEAVIATE_CACHE")/.weaviate-build.XXXXXX")
-    started=$SECONDS
-    if ! (
-        cd "$gobin" &&
-            GOBIN="$gobin" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
-                go install -trimpath -ldflags "-s -w" "$WEAVIATE_MODULE@$WEAVIATE_VERSION"
-    ); then
-        rm -rf "$gobin"
-        die "go install $WEAVIATE_MODULE@$WEAVIATE_VERSION failed"
-    fi
-    install -d -m 0755 "$WEAVIATE_CACHE"
-    mv "$gobin/weaviate-server" "$WEAVIATE_BIN"
-    rm -rf "$gobin"
-    log "Weaviate built in $((SECONDS - started)) s: $WEAVIATE_BIN"
+    # Weaviate's Go assembly (SIMD distances) needs no cgo.
+    go_install_cached Weaviate "$WEAVIATE_MODULE" "$WEAVIATE_VERSION" weaviate-server "$WEAVIATE_BIN"
 }
 
 weaviate_pid() { # prints the pid of our running Weaviate, or fails
