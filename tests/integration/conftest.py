@@ -17,7 +17,10 @@ import os
 import secrets
 import shlex
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +124,47 @@ def backup(repo: Repository) -> BackupFn:
         return meta, snapshot
 
     return run
+
+
+WriteSession = Callable[[], AbstractContextManager[Callable[[], None]]]
+
+
+def backup_while_writing(
+    backup: BackupFn, engine: Engine, session: WriteSession
+) -> tuple[BackupMeta, Snapshot]:
+    """Back ``engine`` up while another thread keeps writing: ``session()``
+    opens a connection and yields one write, called in a loop until the end.
+    Asserts that writes happened while the backup ran and went on after it
+    (so a consistency check that follows has something to catch)."""
+    stop = threading.Event()
+    done = [0]
+
+    def writer() -> None:
+        with session() as write:
+            while not stop.is_set():
+                write()
+                done[0] += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while done[0] < count:
+            assert thread.is_alive() and time.monotonic() < deadline, "the writer stopped"
+            time.sleep(0.005)
+
+    try:
+        wait_for(5)
+        before = done[0]
+        result = backup(engine)
+        during = done[0] - before
+        wait_for(before + during + 5)  # and it goes on after the backup
+    finally:
+        stop.set()
+        thread.join()
+    assert during > 0, "the writer made no change while the backup ran"
+    return result
 
 
 # -- PostgreSQL --------------------------------------------------------------

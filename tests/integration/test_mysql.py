@@ -25,7 +25,7 @@ from dbfleet.engines.mysql_dump import DumpScanner, filter_dump
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream
-from tests.integration.conftest import BackupFn, _unavailable
+from tests.integration.conftest import BackupFn, _unavailable, backup_while_writing
 from tests.integration.fixtures_mysql import (
     MYSQL_PASSWORD_ENV,
     MySQLDatabase,
@@ -147,36 +147,19 @@ def test_fingerprint_is_taken_in_the_dumps_snapshot(
         ],
         mysql_source.name,
     )
-    stop = threading.Event()
-    inserted = [0]
 
-    def writer() -> None:
+    @contextmanager
+    def session() -> Iterator[Callable[[], None]]:
         with mysql_server.connect(mysql_source.name) as conn, conn.cursor() as cur:
-            while not stop.is_set():
+
+            def write() -> None:
                 cur.execute("INSERT INTO orders (customer_id, amount) VALUES (1, 1)")
                 cur.execute("UPDATE customers SET kind = IF(kind = 'a', 'b', 'a') WHERE id = 1")
                 cur.execute("UPDATE orders SET amount = amount + 1 WHERE id = 1")
-                inserted[0] += 1
 
-    thread = threading.Thread(target=writer)
-    thread.start()
+            yield write
 
-    def wait_for(count: int) -> None:
-        deadline = time.monotonic() + 10
-        while inserted[0] < count:
-            assert thread.is_alive() and time.monotonic() < deadline, "the writer stopped"
-            time.sleep(0.005)
-
-    try:
-        wait_for(5)
-        before = inserted[0]
-        meta, snapshot = backup(engine_for(mysql_source.config))
-        during = inserted[0] - before
-        wait_for(before + during + 5)  # and it goes on after the backup
-    finally:
-        stop.set()
-        thread.join()
-    assert during > 0, "the writer made no change while the backup ran"
+    meta, snapshot = backup_while_writing(backup, engine_for(mysql_source.config), session)
     assert meta.fingerprint is not None
     live = engine_for(mysql_source.config).fingerprint()
     assert compare_fingerprints(meta.fingerprint, live) != []  # the source moved on

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +20,7 @@ from tests.integration.conftest import (
     BackupFn,
     PgDatabase,
     PgServer,
+    backup_while_writing,
 )
 
 pytestmark = pytest.mark.postgres
@@ -121,35 +121,18 @@ def test_fingerprint_is_taken_in_the_dumps_snapshot(
             "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS v"
             " FROM generate_series(1, 100000) AS g"
         )
-    stop = threading.Event()
-    inserted = [0]
 
-    def writer() -> None:
+    @contextmanager
+    def session() -> Iterator[Callable[[], None]]:
         with pg_server.connect(pg_source.name) as conn:
-            while not stop.is_set():
+
+            def write() -> None:
                 conn.execute("INSERT INTO sales.orders (customer_id, amount) VALUES (1, 1)")
                 conn.execute("UPDATE public.notes SET body = body || '.' WHERE id = 1")
-                inserted[0] += 1
 
-    thread = threading.Thread(target=writer)
-    thread.start()
+            yield write
 
-    def wait_for(count: int) -> None:
-        deadline = time.monotonic() + 10
-        while inserted[0] < count:
-            assert thread.is_alive() and time.monotonic() < deadline, "the writer stopped"
-            time.sleep(0.005)
-
-    try:
-        wait_for(5)
-        before = inserted[0]
-        meta, snapshot = backup(engine_for(pg_source.config))
-        during = inserted[0] - before
-        wait_for(before + during + 5)  # and it goes on after the backup
-    finally:
-        stop.set()
-        thread.join()
-    assert during > 0, "the writer made no change while the backup ran"
+    meta, snapshot = backup_while_writing(backup, engine_for(pg_source.config), session)
     assert meta.fingerprint is not None
     live = engine_for(pg_source.config).fingerprint()
     assert compare_fingerprints(meta.fingerprint, live) != []  # the source moved on
