@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import psycopg
@@ -32,7 +32,8 @@ import pytest
 from psycopg import sql
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines import BackupMeta, Engine
+from dbfleet.engines import BackupMeta, Engine, RestoreOptions, engine_for
+from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.storage import MemoryStorage
 
@@ -96,6 +97,7 @@ def repo() -> Repository:
 
 
 BackupFn = Callable[[Engine], tuple[BackupMeta, Snapshot]]
+EngineT = TypeVar("EngineT")
 
 
 @pytest.fixture
@@ -124,6 +126,21 @@ def backup(repo: Repository) -> BackupFn:
         return meta, snapshot
 
     return run
+
+
+def restore_as(
+    kind: type[EngineT],
+    repo: Repository,
+    snapshot: Snapshot,
+    config: DatabaseConfig,
+    **options: Any,
+) -> EngineT:
+    """Restore ``snapshot`` into ``config`` with an engine that must be a
+    ``kind``; returns the engine (to fingerprint or inspect the target)."""
+    engine = engine_for(config)
+    assert isinstance(engine, kind)
+    engine.restore(SnapshotSource(repo, snapshot), RestoreOptions(**options))
+    return engine
 
 
 WriteSession = Callable[[], AbstractContextManager[Callable[[], None]]]

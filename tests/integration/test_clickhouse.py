@@ -27,7 +27,7 @@ from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream
 from dbfleet.repo.pack import pack_name
 from dbfleet.storage import MemoryStorage
-from tests.integration.conftest import BackupFn
+from tests.integration.conftest import BackupFn, restore_as
 from tests.integration.fixtures_clickhouse import (
     CH_PASSWORD_ENV,
     SAMPLE_ROWS,
@@ -47,10 +47,7 @@ def ch_source(ch_server: ClickHouseServer, ch_databases: NewName) -> str:
 
 
 def _restore(repo: Repository, snapshot: Snapshot, config: Any, **options: Any) -> ClickHouseEngine:
-    engine = engine_for(config)
-    assert isinstance(engine, ClickHouseEngine)
-    engine.restore(SnapshotSource(repo, snapshot), RestoreOptions(**options))
-    return engine
+    return restore_as(ClickHouseEngine, repo, snapshot, config, **options)
 
 
 def _tables(server: ClickHouseServer, db: str) -> list[str]:

@@ -20,7 +20,7 @@ from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream
 from dbfleet.repo.pack import pack_name
 from dbfleet.storage import MemoryStorage
-from tests.integration.conftest import BackupFn
+from tests.integration.conftest import BackupFn, restore_as
 from tests.integration.fixtures_influxdb import (
     FUTURE_NS,
     INFLUX_PASSWORD_ENV,
@@ -40,10 +40,7 @@ def influx_source(influx_server: InfluxServer, influx_databases: NewName) -> str
 
 
 def _restore(repo: Repository, snapshot: Snapshot, config: Any, **options: Any) -> InfluxDBEngine:
-    engine = engine_for(config)
-    assert isinstance(engine, InfluxDBEngine)
-    engine.restore(SnapshotSource(repo, snapshot), RestoreOptions(**options))
-    return engine
+    return restore_as(InfluxDBEngine, repo, snapshot, config, **options)
 
 
 def test_round_trip_into_a_new_database(

@@ -35,7 +35,7 @@ from dbfleet.operations.drill import drill_targets
 from dbfleet.operations.repository import init_repository
 from dbfleet.operations.restore import verify_snapshot
 from dbfleet.repo import Repository, Snapshot, iter_stream
-from tests.integration.conftest import FAST_KDF, BackupFn
+from tests.integration.conftest import FAST_KDF, BackupFn, restore_as
 from tests.integration.fixtures_mongodb import (
     MONGO_PASSWORD_ENV,
     TOOLS_ENV,
@@ -56,10 +56,7 @@ def mongo_source(mongo_server: MongoServer, mongo_databases: NewName) -> str:
 
 
 def _restore(repo: Repository, snapshot: Snapshot, config: Any, **options: Any) -> MongoDBEngine:
-    engine = engine_for(config)
-    assert isinstance(engine, MongoDBEngine)
-    engine.restore(SnapshotSource(repo, snapshot), RestoreOptions(**options))
-    return engine
+    return restore_as(MongoDBEngine, repo, snapshot, config, **options)
 
 
 def _documents(server: MongoServer, db: str, collection: str) -> list[str]:

@@ -25,7 +25,7 @@ from dbfleet.engines.mysql_dump import DumpScanner, filter_dump
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream
-from tests.integration.conftest import BackupFn, _unavailable, backup_while_writing
+from tests.integration.conftest import BackupFn, _unavailable, backup_while_writing, restore_as
 from tests.integration.fixtures_mysql import (
     MYSQL_PASSWORD_ENV,
     MySQLDatabase,
@@ -67,10 +67,7 @@ def _catalog(server: MySQLServer, dbname: str) -> dict[str, Any]:
 
 
 def _restore(repo: Repository, snapshot: Snapshot, config: Any, **options: Any) -> MySQLEngine:
-    engine = engine_for(config)
-    assert isinstance(engine, MySQLEngine)
-    engine.restore(SnapshotSource(repo, snapshot), RestoreOptions(**options))
-    return engine
+    return restore_as(MySQLEngine, repo, snapshot, config, **options)
 
 
 def _payloads(server: MySQLServer, dbname: str) -> list[tuple[Any, ...]]:

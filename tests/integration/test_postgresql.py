@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     PgDatabase,
     PgServer,
     backup_while_writing,
+    restore_as,
 )
 
 pytestmark = pytest.mark.postgres
@@ -52,10 +53,7 @@ def _catalog(server: PgServer, dbname: str) -> dict[str, Any]:
 
 
 def _restore(repo: Repository, snapshot: Snapshot, config: Any, **options: Any) -> PostgreSQLEngine:
-    engine = engine_for(config)
-    assert isinstance(engine, PostgreSQLEngine)
-    engine.restore(SnapshotSource(repo, snapshot), RestoreOptions(**options))
-    return engine
+    return restore_as(PostgreSQLEngine, repo, snapshot, config, **options)
 
 
 def test_round_trip_into_a_new_database(
