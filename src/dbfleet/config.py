@@ -26,34 +26,21 @@ from pydantic import (
     model_validator,
 )
 
+from dbfleet.engines.names import ALIASES, ENGINES, FILE_ENGINES, SERVER_ENGINES, canonical
 from dbfleet.errors import ConfigError, UsageError
 from dbfleet.schedule.config import (
+    DATABASE_KEYS,
     DatabaseSchedule,
+    DatabaseScheduling,
     NotificationConfig,
     PositiveSpan,
     ScheduleDefaults,
+    Scheduling,
     ServeConfig,
+    scheduling_problems,
 )
 
 DEFAULT_PATH = "dbfleet.yaml"
-SERVER_ENGINES = {
-    "postgresql",
-    "mysql",
-    "redis",
-    "clickhouse",
-    "influxdb",
-    "mongodb",
-    "neo4j",
-    "weaviate",
-}
-FILE_ENGINES = {"sqlite"}
-ENGINE_ALIASES = {
-    "postgres": "postgresql",
-    "pg": "postgresql",
-    "sqlite3": "sqlite",
-    "mariadb": "mysql",
-    "mongo": "mongodb",
-}
 
 
 class _Strict(BaseModel):
@@ -193,11 +180,9 @@ class DatabaseConfig(_Strict):
     @field_validator("engine")
     @classmethod
     def _alias(cls, engine: str) -> str:
-        from dbfleet.engines import known_engines
-
-        engine = ENGINE_ALIASES.get(engine, engine)
-        if engine not in known_engines():
-            known = ", ".join(sorted(known_engines() | set(ENGINE_ALIASES)))
+        engine = canonical(engine)
+        if engine not in ENGINES:
+            known = ", ".join(sorted(ENGINES | set(ALIASES)))
             raise ValueError(f"unknown engine {engine!r} (known: {known})")
         return engine
 
@@ -260,12 +245,33 @@ class Inventory(_Strict):
                     f"databases.{name}.repository: no repository named {db.repository!r} "
                     f"(defined: {', '.join(sorted(self.repositories)) or 'none'})"
                 )
-        from dbfleet.schedule.inventory import problems_of
-
-        problems.extend(problems_of(self))
+        problems.extend(
+            scheduling_problems(
+                self.scheduling(),
+                {name: list(db.copy_to) for name, db in self.databases.items()},
+                set(self.databases),
+            )
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def scheduling(self) -> Scheduling:
+        """The scheduling settings (schedules, serve, notifications, per-database
+        schedule/rpo/rto) in the form the scheduler uses."""
+        databases = {}
+        for name, db in self.databases.items():
+            values = {key: getattr(db, key, None) for key in DATABASE_KEYS}
+            if any(v is not None for v in values.values()):
+                databases[name] = DatabaseScheduling.model_validate(values)
+        return Scheduling.model_validate(
+            {
+                "schedule": self.schedule,
+                "serve": self.serve,
+                "notifications": self.notifications,
+                "databases": databases,
+            }
+        )
 
     def database(self, name: str) -> DatabaseConfig:
         """The entry for ``name``; for ``<server entry>/<database>`` the server

@@ -32,7 +32,8 @@ import pytest
 from psycopg import sql
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines import BackupMeta, Engine, RestoreOptions, engine_for
+from dbfleet.engines.base import BackupMeta, Engine, RestoreOptions
+from dbfleet.engines.registry import engine_for
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.storage import MemoryStorage

@@ -28,7 +28,7 @@ from bson import Binary, Int64, ObjectId, Regex, Timestamp
 from pymongo import ASCENDING, DESCENDING, MongoClient
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.mongodb_location import SCRATCH_PREFIX
+from dbfleet.engines.mongodb.location import SCRATCH_PREFIX
 from tests.integration.conftest import DatabaseNames, _load_env_file, _unavailable
 
 MONGO_PASSWORD_ENV = "DBFLEET_TEST_MONGODB_PASSWORD"

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.clickhouse import ClickHouseEngine
-from dbfleet.engines.clickhouse_http import Client, Location, ServerError, parse_error
-from dbfleet.engines.clickhouse_schema import (
+from dbfleet.engines.clickhouse.http import Client, Location, ServerError, parse_error
+from dbfleet.engines.clickhouse.schema import (
     classify,
     column_hash_terms,
     replicated_path_is_shared,
     rewrite_create,
 )
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, IntegrityError, UsageError
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream

@@ -13,8 +13,9 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.influxdb import InfluxDBEngine
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, IntegrityError, UsageError
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream

@@ -23,11 +23,12 @@ import pytest
 from bson import json_util
 
 from dbfleet.config import parse_inventory
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
 from dbfleet.engines import mongodb as mongodb_engine_module
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.mongodb import MongoDBEngine
-from dbfleet.engines.mongodb_archive import MAGIC
-from dbfleet.engines.mongodb_location import SCRATCH_PREFIX, Location
+from dbfleet.engines.mongodb.archive import MAGIC
+from dbfleet.engines.mongodb.location import SCRATCH_PREFIX, Location
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories, SnapshotSource

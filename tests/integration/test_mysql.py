@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.mysql import MySQLEngine
-from dbfleet.engines.mysql_dump import DumpScanner, filter_dump
+from dbfleet.engines.mysql.dump import DumpScanner, filter_dump
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream

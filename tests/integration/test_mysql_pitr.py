@@ -34,19 +34,19 @@ import typer
 from typer.testing import CliRunner
 
 from dbfleet.cli import main as cli_main
-from dbfleet.cli import pitr_mysql
 from dbfleet.config import Inventory, load_inventory, parse_inventory
-from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
-from dbfleet.operations.backup import backup_database
-from dbfleet.operations.common import Repositories
-from dbfleet.operations.repository import init_repository
-from dbfleet.pitr.mysql_binlog import (
+from dbfleet.engines.mysql import cli as pitr_mysql
+from dbfleet.engines.mysql.binlog import (
     STREAM,
     capture_binlogs,
     is_binlog,
     oldest_dump_file,
 )
-from dbfleet.pitr.mysql_restore import obsolete_binlogs, plan_recovery, restore_to_time
+from dbfleet.engines.mysql.pitr import obsolete_binlogs, plan_recovery, restore_to_time
+from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
+from dbfleet.operations.backup import backup_database
+from dbfleet.operations.common import Repositories
+from dbfleet.operations.repository import init_repository
 from dbfleet.repo import Snapshot, iter_stream
 from tests.integration.conftest import _unavailable
 

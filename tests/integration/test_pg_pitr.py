@@ -36,8 +36,9 @@ import pytest
 import yaml
 
 from dbfleet.config import Inventory, load_inventory
+from dbfleet.engines.postgresql import basebackup as pg_base
+from dbfleet.engines.postgresql import pg_restore, pg_wal
 from dbfleet.errors import SnapshotNotFoundError
-from dbfleet.pitr import pg_base, pg_restore, pg_wal
 from dbfleet.repo import Repository, Snapshot
 from dbfleet.storage import LocalStorage
 from tests.integration.conftest import _unavailable as unavailable
@@ -50,7 +51,7 @@ AS_POSTGRES = [
     *("setpriv", "--reuid", "postgres", "--regid", "postgres", "--init-groups"),
     *("--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search", "--"),
 ]
-ENTRY = f"{shlex.quote(sys.executable)} -m dbfleet.cli.pitr"
+ENTRY = f"{shlex.quote(sys.executable)} -m dbfleet"
 
 
 def _unavailable(message: str) -> None:

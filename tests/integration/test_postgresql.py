@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.postgresql import PostgreSQLEngine
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream

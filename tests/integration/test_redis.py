@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.redis import RedisEngine
-from dbfleet.engines.redis_keys import glob_regex
+from dbfleet.engines.redis.keys import glob_regex
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.operations.common import SnapshotSource
 from dbfleet.repo import Repository, Snapshot, iter_stream
@@ -481,7 +482,7 @@ def test_reads_without_scripting_and_with_big_values(
     """The fast path is a Lua script per batch; the same data comes out of
     MULTI (users without @scripting) and of the size guards (values read
     alone, batches cut short)."""
-    from dbfleet.engines import redis_logical
+    from dbfleet.engines.redis import logical as redis_logical
 
     expected = _engine(redis_source.config).fingerprint()
     alone: list[int] = []
@@ -509,7 +510,7 @@ def test_reads_without_scripting_and_with_big_values(
             config = redis_source.config.with_changes(
                 url=f"{base}/{redis_source.db}", password_env="DBFLEET_TEST_NOSCRIPT_PW"
             )
-            with caplog.at_level("INFO", logger="dbfleet.engines.redis_logical"):
+            with caplog.at_level("INFO", logger="dbfleet.engines.redis.logical"):
                 meta, _ = backup(_engine(config))
             assert meta.fingerprint == expected
             assert "reading keys with MULTI instead of a script" in caplog.text

@@ -25,9 +25,7 @@ def _create(server: PgServer, name: str, rows: int) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     with server.connect(name) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        conn.execute(
-            "INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, %s) i", (rows,)
-        )
+        conn.execute("INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, %s) i", (rows,))
 
 
 def test_all_databases_includes_new_ones(

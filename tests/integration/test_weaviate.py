@@ -17,9 +17,10 @@ import pytest
 from dbfleet.catalog import Catalog
 from dbfleet.cli.drill import drill_status
 from dbfleet.config import DatabaseConfig, parse_inventory
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.registry import engine_for
 from dbfleet.engines.weaviate import WeaviateEngine
-from dbfleet.engines.weaviate_format import (
+from dbfleet.engines.weaviate.format import (
     Record,
     encode_header,
     encode_trailer,
@@ -27,7 +28,7 @@ from dbfleet.engines.weaviate_format import (
     read_stream,
     vectors_of,
 )
-from dbfleet.engines.weaviate_restore import SCHEMA_FORMAT
+from dbfleet.engines.weaviate.restore import SCHEMA_FORMAT
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories, SnapshotSource

@@ -24,7 +24,7 @@ from test_notify import Receiver, receiver  # noqa: F401 - the fixture
 from dbfleet.catalog import Catalog
 from dbfleet.cli.drill import drill_status
 from dbfleet.config import load_inventory
-from dbfleet.engines import Capabilities
+from dbfleet.engines.base import Capabilities
 from dbfleet.engines.sqlite import SQLiteEngine
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories
@@ -38,17 +38,7 @@ PASSPHRASE = "drill-Passphrase-51c2e0-never-printed"
 FAST_KDF = {"n": 2**10, "r": 8, "p": 1}
 
 
-def _drill_registered() -> bool:
-    from dbfleet.cli.main import app
-
-    return any(
-        c.name == "drill" or getattr(c.callback, "__name__", None) == "drill"
-        for c in app.registered_commands
-    )
-
-
-# `python -m dbfleet` once cli/main.py registers drill; until then the module's own entry
-ENTRY = "dbfleet" if _drill_registered() else "dbfleet.cli.drill"
+ENTRY = "dbfleet"  # python -m dbfleet
 
 
 class Estate:

@@ -19,8 +19,8 @@ from blake3 import blake3
 
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines.mongodb import MongoDBEngine, scratch_prefix
-from dbfleet.engines.mongodb_archive import MAGIC, ArchiveError, ArchiveTap, collection_shape
-from dbfleet.engines.mongodb_location import (
+from dbfleet.engines.mongodb.archive import MAGIC, ArchiveError, ArchiveTap, collection_shape
+from dbfleet.engines.mongodb.location import (
     Location,
     find_mongo_tool,
     oplog_decision,
@@ -29,7 +29,7 @@ from dbfleet.engines.mongodb_location import (
     with_database,
     with_prefix,
 )
-from dbfleet.engines.mongodb_server import (
+from dbfleet.engines.mongodb.server import (
     ns_pattern,
     restore_argv,
     restore_namespaces,

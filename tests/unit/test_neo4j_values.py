@@ -11,8 +11,8 @@ import pytz  # type: ignore[import-untyped]
 from neo4j.spatial import CartesianPoint, WGS84Point
 from neo4j.time import Date, DateTime, Duration, Time
 
-from dbfleet.engines.neo4j_graph import FingerprintBuilder, Ids, NodeHashes
-from dbfleet.engines.neo4j_values import decode, encode, node_hash, rel_hash
+from dbfleet.engines.neo4j.graph import FingerprintBuilder, Ids, NodeHashes
+from dbfleet.engines.neo4j.values import decode, encode, node_hash, rel_hash
 from dbfleet.errors import EngineError
 
 VALUES = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dbfleet.engines.process import dump_process, find_tool, restore_process, run_tool
+from dbfleet.engines._shared.process import dump_process, find_tool, restore_process, run_tool
 from dbfleet.errors import EngineError, ToolMissingError
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from repokit import PASSPHRASE, RepoKit
 
-from dbfleet.engines.process import dump_process
+from dbfleet.engines._shared.process import dump_process
 from dbfleet.errors import EngineError
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.check import check_repository

@@ -34,18 +34,7 @@ from dbfleet.schedule.config import DATABASE_KEYS, INVENTORY_KEYS
 SCHEDULING_KEYS = set(INVENTORY_KEYS)
 
 
-def _serve_registered() -> bool:
-    from dbfleet.cli.main import app
-
-    return any(
-        c.name == "serve" or getattr(c.callback, "__name__", None) == "serve"
-        for c in app.registered_commands
-    )
-
-
-# `python -m dbfleet` once cli/main.py registers these commands; until then the
-# module's own entry point, which is the same app with them added
-ENTRY = "dbfleet" if _serve_registered() else "dbfleet.cli.serve"
+ENTRY = "dbfleet"  # python -m dbfleet
 
 
 def argv(*args: str | Path, config: Path | None = None) -> list[str]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from repokit import RepoKit
 
-from dbfleet.pitr.pg_base import KIND as BASE_KIND
-from dbfleet.pitr.pg_wal import list_wal, push_file
-from dbfleet.pitr.pg_wal_check import check_wal_archive, wal_holes
+from dbfleet.engines.postgresql.basebackup import KIND as BASE_KIND
+from dbfleet.engines.postgresql.wal import list_wal, push_file
+from dbfleet.engines.postgresql.wal_check import check_wal_archive, wal_holes
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.check import CheckReport
 
@@ -53,8 +53,13 @@ def _base_backup(repo: Repository, start: str) -> None:
         writer.write_stream("base.tar", io.BytesIO(b"not really a tar"))
         writer.commit(
             Snapshot(
-                database="pg", engine="postgresql", hostname="unit", started=now, finished=now,
-                options={"kind": BASE_KIND}, consistency_point={"start_wal_file": start},
+                database="pg",
+                engine="postgresql",
+                hostname="unit",
+                started=now,
+                finished=now,
+                options={"kind": BASE_KIND},
+                consistency_point={"start_wal_file": start},
             )  # fmt: skip
         )
 
@@ -92,12 +97,10 @@ def test_read_data_finds_a_damaged_object_and_stray_names(kit: RepoKit, tmp_path
     assert len(full.errors) == 1 and seg(0, 2) in full.errors[0]
 
 
-def test_latest_recovery_refuses_a_hole_the_base_backup_needs(
-    kit: RepoKit, tmp_path: Path
-) -> None:
+def test_latest_recovery_refuses_a_hole_the_base_backup_needs(kit: RepoKit, tmp_path: Path) -> None:
+    from dbfleet.engines.postgresql.pitr import RecoveryTarget, restore_to_datadir
+    from dbfleet.engines.postgresql.wal_check import holes_after
     from dbfleet.errors import IntegrityError
-    from dbfleet.pitr.pg_restore import RecoveryTarget, restore_to_datadir
-    from dbfleet.pitr.pg_wal_check import holes_after
 
     repo = kit.init()
     _archive(kit, repo, tmp_path, [seg(0, 1), seg(0, 3), seg(0, 4), seg(0, 6)])

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from repokit import RepoKit
 
-from dbfleet.pitr.pg_wal import archived_databases, copy_archive, list_wal, load, push_file
+from dbfleet.engines.postgresql.wal import (
+    archived_databases,
+    copy_archive,
+    list_wal,
+    load,
+    push_file,
+)
 
 
 def _segment(n: int) -> str:

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from dbfleet.engines.weaviate_api import Location, with_prefix
-from dbfleet.engines.weaviate_format import (
+from dbfleet.engines.weaviate.api import Location, with_prefix
+from dbfleet.engines.weaviate.format import (
     CollectionPrint,
     Record,
     encode_header,

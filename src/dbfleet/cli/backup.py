@@ -9,7 +9,8 @@ import typer
 
 from dbfleet import output
 from dbfleet.cli.context import state
-from dbfleet.engines import engine_for
+from dbfleet.engines.base import PointInTimeRequest
+from dbfleet.engines.registry import engine_for, point_in_time
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.restore import restore_snapshot, verify_snapshot
@@ -209,50 +210,21 @@ def restore(
     into a new data directory (see docs/pitr-postgresql.md).
     """
     st = state(ctx)
-    if to_datadir is not None:
-        from dbfleet.cli.pitr import render, restore_pitr_command
-        from dbfleet.pitr.pg_restore import RecoveryTarget
-
-        if target or to or table or clean or include_globals:
-            raise UsageError(
-                "--to-datadir restores a whole cluster: "
-                "--target, --to, --table, --clean and --globals do not apply"
-            )
-        pitr = restore_pitr_command(
-            st.inventory(),
-            st.repos(),
-            snapshot.partition(":")[0],
-            to_datadir,
-            RecoveryTarget.of(time, lsn, latest),
-            start=start,
-            port=port,
-            accept_wal_gap=accept_wal_gap,
-        )
-        render(pitr, json_output)
-        return
-    if time is not None and not (lsn or latest or start or port is not None):
+    if to_datadir or time or lsn or latest or start or port is not None:
         name = snapshot.partition(":")[0]
-        engine = st.inventory().database(name).engine
-        if engine == "mysql":
-            if table or include_globals:
-                raise UsageError("--time restores a whole database: no --table or --globals")
-            from dbfleet.cli.pitr_mysql import print_restore
-            from dbfleet.pitr.mysql_restore import restore_to_time
-
-            recovered = restore_to_time(
-                st.repos(), name, time, target=target, to=to, password_env=password_env,
-                clean=clean,
-            )  # fmt: skip
-            if json_output:
-                output.emit_json(recovered.as_dict())
-            else:
-                print_restore(recovered)
-            return
-    if time or lsn or latest or start or port is not None:
-        raise UsageError(
-            "--time, --lsn, --latest, --start and --port need --to-datadir DIR "
-            "(PostgreSQL); MySQL/MariaDB take --time with --target or --to"
-        )
+        pitr = point_in_time(st.inventory().database(name).engine)
+        request = PointInTimeRequest(
+            name, time=time, position=lsn, latest=latest, target=target, to=to,
+            password_env=password_env, clean=clean, tables=tuple(table or ()),
+            include_globals=include_globals, datadir=to_datadir, start=start, port=port,
+            accept_gap=accept_wal_gap,
+        )  # fmt: skip
+        recovered = pitr.restore_to_point(st.inventory(), st.repos(), request)
+        if json_output:
+            output.emit_json(recovered.as_dict())
+        else:
+            pitr.render(recovered)
+        return
     with output.byte_progress(output.interactive(json_output), "restore", None) as advance:
         result = restore_snapshot(
             st.repos(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -50,7 +49,7 @@ def copy(
         else []
     )
     if json_output:
-        output.emit_json([r.as_dict() for r in results] + [asdict(w) for w in wal])
+        output.emit_json([r.as_dict() for r in results] + [w.as_dict() for w in wal])
         return
     for w in wal:
         output.stdout.print(

@@ -1,10 +1,4 @@
-"""drill, drills: restore drills and their record (docs/drills.md).
-
-``dbfleet.cli.main`` and ``dbfleet.cli.serve`` are imported inside the
-commands: main imports this module to register it, so a top-level import
-would make ``import dbfleet.cli.drill`` (tests, the report functions) fail
-when it comes first.
-"""
+"""drill, drills: restore drills and their record (docs/drills.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +11,7 @@ import typer
 
 from dbfleet import output
 from dbfleet.catalog import Catalog, Run
+from dbfleet.cli.context import resolve_catalog, state
 from dbfleet.config import Inventory, config_path
 from dbfleet.errors import EXIT_FAILED, UsageError
 from dbfleet.notify import Channel, build_channels, check_channels
@@ -38,9 +33,6 @@ CatalogOpt = Annotated[
 
 def _inventory(ctx: typer.Context, catalog: Path | None) -> tuple[Inventory, Scheduling, Path]:
     """The inventory, its scheduling settings and the job catalog's path."""
-    from dbfleet.cli.context import state
-    from dbfleet.cli.serve import resolve_catalog
-
     inventory_path = config_path(state(ctx).config).resolve()
     inventory, scheduling = load(inventory_path)
     return inventory, scheduling, resolve_catalog(catalog, inventory_path, scheduling)
@@ -279,20 +271,3 @@ def drills(
 def register(app: typer.Typer) -> None:
     app.command()(drill)
     app.command()(drills)
-
-
-def _registered(app: typer.Typer) -> bool:
-    return any(
-        c.name == "drill" or getattr(c.callback, "__name__", None) == "drill"
-        for c in app.registered_commands
-    )
-
-
-if __name__ == "__main__":
-    # `python -m dbfleet.cli.drill ...` behaves as `dbfleet ...` with these
-    # commands registered, also before cli/main.py registers them itself.
-    from dbfleet.cli.main import app, run
-
-    if not _registered(app):
-        register(app)
-    run()

@@ -14,6 +14,7 @@ import typer
 
 from dbfleet import __version__
 from dbfleet.cli.context import State, state
+from dbfleet.engines.registry import register_commands
 from dbfleet.errors import EXIT_USAGE, DbfleetError
 
 HELP = """dbfleet keeps a polyglot database estate recoverable.
@@ -70,8 +71,6 @@ def _register() -> None:
         copy,
         demo,
         drill,
-        pitr,
-        pitr_mysql,
         repo,
         retention,
         serve,
@@ -81,8 +80,7 @@ def _register() -> None:
     copy.register(app)
     serve.register(app)
     drill.register(app)
-    pitr.register(app)
-    pitr_mysql.register(app)
+    register_commands(app)  # each engine's own commands (wal-push, binlog-ship, ...)
     retention.register(app)
     demo.register(app)
     app.add_typer(repo.app, name="repo")

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from dbfleet import output
-from dbfleet.catalog import Catalog, default_path, exclusive
-from dbfleet.cli.context import state
+from dbfleet.catalog import Catalog, exclusive
+from dbfleet.cli.context import resolve_catalog, state
 from dbfleet.config import Inventory, RepositoryConfig, config_path
 from dbfleet.errors import EXIT_FAILED, UsageError
 from dbfleet.freshness import check_freshness
@@ -33,16 +33,6 @@ CatalogOpt = Annotated[
         help="Job catalog (default: serve.catalog, else <inventory>.catalog.db next to it).",
     ),
 ]
-
-
-def resolve_catalog(explicit: Path | None, inventory: Path, scheduling: Scheduling | None) -> Path:
-    if explicit is not None:
-        return explicit
-    configured = scheduling.serve.catalog if scheduling is not None else None
-    if configured is not None:
-        configured = configured.expanduser()
-        return configured if configured.is_absolute() else inventory.parent / configured
-    return default_path(inventory)
 
 
 def _parse_now(text: str | None) -> datetime | None:
@@ -339,20 +329,3 @@ def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.command()(jobs)
     app.command()(freshness)
-
-
-def _registered(app: typer.Typer) -> bool:
-    return any(
-        c.name == "serve" or getattr(c.callback, "__name__", None) == "serve"
-        for c in app.registered_commands
-    )
-
-
-if __name__ == "__main__":
-    # `python -m dbfleet.cli.serve ...` behaves as `dbfleet ...` with these
-    # commands registered, also before cli/main.py registers them itself.
-    from dbfleet.cli.main import app, run
-
-    if not _registered(app):
-        register(app)
-    run()

@@ -6,16 +6,31 @@ writes named streams into a :class:`StreamSink`, restore reads them from a
 :class:`StreamSource`. The conformance suite in
 ``tests/conformance/test_engines.py`` runs every engine through the same
 round trip against a real server.
+
+Besides ``Engine`` itself, an engine package may implement capability
+protocols (below), each in its own module; the rest of dbfleet reaches them
+only through :mod:`dbfleet.engines.registry`, which says "unsupported for
+ENGINE" when an engine lacks one. ``Capabilities`` declares which an engine
+has; a test checks that the declaration and the registry agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
 from dbfleet.config import DatabaseConfig
 from dbfleet.errors import UsageError
+
+if TYPE_CHECKING:  # the operations layer imports engines, never the reverse at run time
+    import typer
+
+    from dbfleet.config import Inventory
+    from dbfleet.operations.common import Repositories
+    from dbfleet.repo import Repository, Snapshot
+    from dbfleet.repo.check import CheckReport
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,14 @@ class Capabilities:
     """``verify`` can restore into a scratch target and drop it afterwards."""
     server_entries: bool = False
     """``all_databases: true`` works: ``list_databases`` names the databases."""
+    point_in_time: bool = False
+    """``restore --time`` works (:class:`PointInTime`)."""
+    migrations: bool = False
+    """Schema migrations can be applied (:class:`Migrations`; none yet)."""
+    health_sample: bool = False
+    """A metrics sample can be taken (:class:`HealthSampler`; none yet)."""
+    subjects: bool = False
+    """One data subject's records can be found, exported, erased (:class:`Subjects`; none yet)."""
 
 
 @dataclass
@@ -163,3 +186,148 @@ def compare_fingerprints(
                     f"{key}: backup {expected.get(key)} != restored {actual.get(key)}"
                 )
     return differences
+
+
+# --- capabilities besides backup/restore/fingerprint -------------------------
+
+
+@dataclass(frozen=True)
+class PointInTimeRequest:
+    """What ``dbfleet restore ENTRY --time/--lsn/--latest`` asks for. An
+    engine refuses (``UsageError``) the fields that do not apply to it."""
+
+    database: str
+    """The inventory entry."""
+    time: str | None = None
+    position: str | None = None
+    """An engine log position (PostgreSQL: an LSN)."""
+    latest: bool = False
+    target: str | None = None
+    to: str | None = None
+    password_env: str | None = None
+    clean: bool = False
+    tables: tuple[str, ...] = ()
+    include_globals: bool = False
+    datadir: Path | None = None
+    """PostgreSQL: the new data directory of the recovered cluster."""
+    start: bool = False
+    port: int | None = None
+    accept_gap: bool = False
+    """Recover up to a hole in the change archive instead of refusing."""
+
+
+class PointInTimeResult(Protocol):
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` form."""
+        ...
+
+
+class PointInTime(Protocol):
+    """Restore an entry as it was at a time or log position, from a snapshot
+    and the change log the engine archives (PostgreSQL WAL, MySQL binlogs).
+
+    Must refuse a target it cannot reach exactly (a hole in the archive, a
+    time before the first snapshot) rather than stop early silently."""
+
+    def restore_to_point(
+        self, inventory: Inventory, repos: Repositories, request: PointInTimeRequest
+    ) -> PointInTimeResult: ...
+
+    def render(self, result: PointInTimeResult) -> None:
+        """Print the human summary of ``result`` (warnings to stderr)."""
+        ...
+
+
+class ArchiveCopy(Protocol):
+    database: str
+    destination: str
+    wal_files: int
+    """Files in the source's archive of ``database``."""
+    copied_files: int
+    """Files the destination lacked, now stored there."""
+    added_bytes: int
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class ChangeArchive(Protocol):
+    """A change log an engine keeps in the repository outside snapshots
+    (PostgreSQL's WAL archive). ``repo check``, ``copy`` and ``forget`` reach
+    it through this protocol."""
+
+    snapshot_kind: str
+    """The snapshot kind whose kept snapshots need the archive (base backups)."""
+
+    def check(self, repo: Repository, report: CheckReport, *, read_data: bool) -> None:
+        """Add the archive's problems to ``report`` (holes, conflicts, corruption)."""
+        ...
+
+    def databases(self, repo: Repository) -> list[str]:
+        """The inventory entries that have an archive in ``repo``."""
+        ...
+
+    def copy(
+        self, source: Repository, destination: Repository, database: str, destination_name: str
+    ) -> ArchiveCopy:
+        """Copy ``database``'s archived files that the destination lacks."""
+        ...
+
+    def forget(
+        self, repo: Repository, database: str, kept: list[Snapshot], *, dry_run: bool
+    ) -> list[str]:
+        """Remove (unless ``dry_run``) the archived files no kept snapshot
+        needs; returns their names."""
+        ...
+
+
+class ChainedSnapshots(Protocol):
+    """A snapshot kind kept by the recovery chain of other snapshots rather
+    than by the retention policy (MySQL binlog captures): ``forget`` decides
+    it last, after the policy has chosen the dumps to keep."""
+
+    kind: str
+
+    def obsolete(self, remaining: list[Snapshot], database: str) -> list[Snapshot]:
+        """The snapshots of this kind that no remaining snapshot needs."""
+        ...
+
+
+class CommandGroup(Protocol):
+    """Engine-specific commands (``wal-push``, ``binlog-ship``, ...)."""
+
+    def __call__(self, app: typer.Typer) -> None:
+        """Register the commands on ``app`` (idempotent)."""
+        ...
+
+
+# The capabilities the next issues add; declared here so that every engine
+# package implements the same contract. No engine has them yet
+# (``Capabilities`` says so, and commands say "unsupported for ENGINE").
+
+
+class Migrations(Protocol):
+    """Apply schema migrations to one location, with a history and a lease."""
+
+    def apply(self, migration: Any, *, direction: str) -> None: ...
+
+    def history(self) -> list[dict[str, Any]]: ...
+
+    def lease(self, owner: str, seconds: float) -> bool:
+        """Take or renew the migration lock; it expires after ``seconds``."""
+        ...
+
+
+class HealthSampler(Protocol):
+    """One metrics sample of a location: connections, lag, cache, size."""
+
+    def sample(self) -> dict[str, float]: ...
+
+
+class Subjects(Protocol):
+    """Find, export and erase one data subject's records."""
+
+    def find(self, subject: dict[str, Any]) -> dict[str, int]: ...
+
+    def export(self, subject: dict[str, Any], sink: StreamSink) -> None: ...
+
+    def erase(self, subject: dict[str, Any]) -> dict[str, int]: ...

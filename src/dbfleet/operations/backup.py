@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dbfleet.engines import engine_for
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import DbfleetError
 from dbfleet.operations.common import Repositories, expand_databases, resolve_database
 from dbfleet.operations.copy import copy_snapshot

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from dbfleet.config import DatabaseConfig, Inventory
-from dbfleet.engines import engine_for
 from dbfleet.engines.base import ServerEngine
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import SnapshotNotFoundError, UsageError
 from dbfleet.repo import Repository, Snapshot, iter_stream
 from dbfleet.repo.cache import default_cache_root

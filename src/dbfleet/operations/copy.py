@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from dbfleet.engines.base import ArchiveCopy
+from dbfleet.engines.registry import change_archives
 from dbfleet.errors import UsageError
 from dbfleet.operations.common import Repositories, matches_database
-from dbfleet.pitr.pg_wal import WalCopyResult, archived_databases, copy_archive
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 
@@ -127,7 +128,7 @@ def copy_wal_archives(
     source: str,
     destination: str,
     databases: list[str] | None = None,
-) -> list[WalCopyResult]:
+) -> list[ArchiveCopy]:
     """Copy the WAL archives of ``databases`` (default: every archive in the
     source) that the destination lacks; see the module docstring."""
     src = repos.get(source)
@@ -137,7 +138,8 @@ def copy_wal_archives(
         repository_lock(dst.storage, exclusive=False, operation="copy"),
     ):
         return [
-            copy_archive(src, dst, name, destination)
-            for name in archived_databases(src)
+            archive.copy(src, dst, name, destination)
+            for archive in change_archives()
+            for name in archive.databases(src)
             if not databases or matches_database(name, databases)
         ]

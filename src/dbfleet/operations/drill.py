@@ -30,7 +30,8 @@ from typing import Any
 
 from dbfleet.catalog import Catalog, Run
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import DbfleetError, UsageError
 from dbfleet.notify import Channel, Event, deliver
 from dbfleet.operations.common import Repositories, SnapshotSource, matches_database

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from dbfleet.config import Inventory
+from dbfleet.engines.registry import change_archives
 from dbfleet.errors import RepositoryError
 from dbfleet.operations.common import Repositories
-from dbfleet.pitr.pg_wal_check import check_wal_archive
 from dbfleet.repo import Repository
 from dbfleet.repo.check import CheckReport, check_repository
 from dbfleet.repo.lock import LockInfo, remove_stale_locks, repository_lock
@@ -56,7 +56,8 @@ def check(
     repo = repos.get(name)
     with repository_lock(repo.storage, exclusive=False, operation="check"):
         report = check_repository(repo, read_data=read_data, on_pack=on_pack)
-        check_wal_archive(repo, report, read_data=read_data)
+        for archive in change_archives():
+            archive.check(repo, report, read_data=read_data)
         return report
 
 

@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbfleet.config import FILE_ENGINES, DatabaseConfig
-from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
+from dbfleet.config import DatabaseConfig
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.names import FILE_ENGINES
+from dbfleet.engines.registry import engine_for
 from dbfleet.errors import UsageError
 from dbfleet.operations.common import Repositories, SnapshotSource, resolve_database
 from dbfleet.repo import Snapshot

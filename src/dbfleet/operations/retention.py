@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbfleet.config import Inventory, RetentionPolicy
+from dbfleet.engines.base import ChainedSnapshots
+from dbfleet.engines.registry import chained_snapshot_kinds, change_archives
 from dbfleet.operations.common import Repositories, matches_database
-from dbfleet.pitr import pg_base
-from dbfleet.pitr.mysql_binlog import KIND as BINLOG_KIND
-from dbfleet.pitr.mysql_restore import obsolete_binlogs
 from dbfleet.repo import Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 from dbfleet.repo.prune import PruneStats, prune
@@ -90,13 +89,17 @@ def _forget_in(
     pinned = repo.pinned()
     groups = []
     removed: set[str] = set()
-    # Binlog captures last: which of them a kept dump still needs depends on
-    # which dumps the other groups keep.
+    chained = chained_snapshot_kinds()
+    archives = {archive.snapshot_kind: archive for archive in change_archives()}
+    # Chained kinds (binlog captures) last: which of them a kept dump still
+    # needs depends on which dumps the other groups keep.
     for (database, kind), snapshots in sorted(
-        by_database.items(), key=lambda item: (item[0][1] == BINLOG_KIND, item[0])
+        by_database.items(), key=lambda item: (item[0][1] in chained, item[0])
     ):
-        if kind == BINLOG_KIND:
-            group = _binlog_group(repo, repo_name, database, snapshots, removed, pinned)
+        if kind in chained:
+            group = _chain_group(
+                repo, repo_name, database, snapshots, removed, pinned, chained[kind]
+            )
             if not dry_run:
                 for decision in group.decisions:
                     if not decision.keep:
@@ -107,12 +110,9 @@ def _forget_in(
         group = ForgetGroup(
             repo_name, database, policy.describe(), apply_policy(snapshots, policy, pinned), kind
         )
-        if kind == pg_base.KIND:  # the WAL that the kept base backups need stays
+        if kind in archives:  # the archived log that the kept base backups need stays
             kept = [d.snapshot for d in group.decisions if d.keep]
-            doomed = pg_base.wal_retention(repo, database, kept)
-            group.wal_removed = [o.file for o in doomed]
-            if not dry_run:
-                pg_base.forget_wal(repo, doomed)
+            group.wal_removed = archives[kind].forget(repo, database, kept, dry_run=dry_run)
         removed.update(d.snapshot.id for d in group.decisions if not d.keep)
         if not dry_run:
             for decision in group.decisions:
@@ -122,18 +122,19 @@ def _forget_in(
     return groups
 
 
-def _binlog_group(
+def _chain_group(
     repo: Repository,
     repo_name: str,
     database: str,
     binlogs: list[Snapshot],
     removed: set[str],
     pinned: set[str],
+    chain: ChainedSnapshots,
 ) -> ForgetGroup:
     """Binlogs are kept by the recovery chain, not by count: a capture goes
     when no remaining dump of the database needs it for point-in-time replay."""
     remaining = [s for s in repo.list_snapshots() if s.id not in removed]
-    obsolete = {s.id for s in obsolete_binlogs(remaining, database)}
+    obsolete = {s.id for s in chain.obsolete(remaining, database)}
     decisions = []
     for snap in sorted(binlogs, key=lambda s: s.finished, reverse=True):
         if snap.id in pinned:
@@ -142,7 +143,7 @@ def _binlog_group(
             decisions.append(Decision(snap, False, ["no remaining dump needs it"]))
         else:
             decisions.append(Decision(snap, True, ["point-in-time chain of a kept dump"]))
-    return ForgetGroup(repo_name, database, "binlog chain", decisions, BINLOG_KIND)
+    return ForgetGroup(repo_name, database, "binlog chain", decisions, chain.kind)
 
 
 def prune_repository(

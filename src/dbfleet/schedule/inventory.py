@@ -21,7 +21,6 @@ from dbfleet.errors import ConfigError
 from dbfleet.schedule.config import (
     DATABASE_KEYS,
     INVENTORY_KEYS,
-    DatabaseScheduling,
     Scheduling,
     scheduling_problems,
 )
@@ -34,19 +33,7 @@ def native() -> bool:
 
 def scheduling_of(inventory: Inventory) -> Scheduling:
     """The scheduling settings of an inventory that declares them natively."""
-    databases = {}
-    for name, db in inventory.databases.items():
-        values = {key: getattr(db, key, None) for key in DATABASE_KEYS}
-        if any(v is not None for v in values.values()):
-            databases[name] = DatabaseScheduling.model_validate(values)
-    return Scheduling.model_validate(
-        {
-            "schedule": getattr(inventory, "schedule", None) or {},
-            "serve": getattr(inventory, "serve", None) or {},
-            "notifications": getattr(inventory, "notifications", None) or [],
-            "databases": databases,
-        }
-    )
+    return inventory.scheduling()
 
 
 def _format(exc: ValidationError) -> list[str]:

@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from dbfleet.config import Inventory
+from dbfleet.engines.base import ArchiveCopy
 from dbfleet.errors import DbfleetError, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories
@@ -38,7 +39,6 @@ from dbfleet.operations.copy import copy_snapshots, copy_wal_archives
 from dbfleet.operations.drill import drill_job
 from dbfleet.operations.restore import verify_snapshot
 from dbfleet.operations.retention import forget, prune_repository
-from dbfleet.pitr.pg_wal import WalCopyResult
 from dbfleet.schedule.config import JOB_KINDS, Scheduling
 
 EXIT_ABORTED = 128 + signal.SIGTERM
@@ -168,7 +168,7 @@ def _copy(repos: Repositories, scheduling: Scheduling, target: str) -> JobResult
     if not db.copy_to:
         raise UsageError(f"{target} has no copy_to repositories")
     results = []
-    wal: list[WalCopyResult] = []
+    wal: list[ArchiveCopy] = []
     for destination in db.copy_to:
         results += copy_snapshots(
             repos, source=db.repository, destination=destination, databases=[target]

@@ -6,7 +6,7 @@ password comes from ``password_env``/``password_file`` and travels in the
 18.16 (Debian's clickhouse-server) and current releases: only SHOW CREATE,
 ``system.tables/columns/parts/mutations`` and ``FORMAT Native`` are used.
 
-Backup (see :mod:`dbfleet.engines.clickhouse_http` for the protocol)
+Backup (see :mod:`dbfleet.engines.clickhouse.http` for the protocol)
     * ``schema``: JSON with ``SHOW CREATE`` of every table, view and
       dictionary of the database, and what dbfleet does with each.
     * ``data/<table>``: ``SELECT * FROM db.table FORMAT Native``, streamed
@@ -104,9 +104,9 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.clickhouse_http import Client, Location, ServerError, with_database
-from dbfleet.engines.clickhouse_restore import STAGING_PREFIX, Restore
-from dbfleet.engines.clickhouse_schema import (
+from dbfleet.engines.clickhouse.http import Client, Location, ServerError, with_database
+from dbfleet.engines.clickhouse.restore import STAGING_PREFIX, Restore
+from dbfleet.engines.clickhouse.schema import (
     SYSTEM_DATABASES,
     SchemaObject,
     classify,

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dbfleet.engines.base import StreamSource
-from dbfleet.engines.clickhouse_http import Client, ServerError
-from dbfleet.engines.clickhouse_schema import (
+from dbfleet.engines.clickhouse.http import Client, ServerError
+from dbfleet.engines.clickhouse.schema import (
     STREAM_ENGINES,
     SchemaObject,
     quote,

@@ -33,7 +33,7 @@ Consistency
     restore exactly. Time series written "now" go to the newest shard, so
     the usual case is one changed measurement group.
 Fingerprint
-    See :func:`dbfleet.engines.influxdb_api.fingerprint`: per
+    See :func:`dbfleet.engines.influxdb.api.fingerprint`: per
     ``rp.measurement`` the field-value count, series count and a digest of
     per-series counts and numeric sums (``SELECT COUNT(*), SUM(*) ...
     GROUP BY *``; ``SHOW SERIES CARDINALITY`` is only an estimate in 1.6).
@@ -94,6 +94,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines._shared.process import find_tool, run_tool
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -103,7 +104,7 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.influxdb_api import (
+from dbfleet.engines.influxdb.api import (
     ALL_TIME,
     Client,
     Location,
@@ -113,7 +114,6 @@ from dbfleet.engines.influxdb_api import (
     ident,
     with_database,
 )
-from dbfleet.engines.process import find_tool, run_tool
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from dbfleet.engines.http_url import parse_http_url
+from dbfleet.engines._shared.http_url import parse_http_url
 from dbfleet.errors import EngineError
 
 DEFAULT_PORTS = {"http": 8086, "https": 8086}

@@ -36,7 +36,7 @@ Consistency
     in others.
 Fingerprint
     Computed from the archive stream itself while it is stored (see
-    :mod:`dbfleet.engines.mongodb_archive`), so it describes exactly the
+    :mod:`dbfleet.engines.mongodb.archive`), so it describes exactly the
     data in the snapshot: per collection the document count, the sum mod
     2^256 of BLAKE3 over each document's raw BSON (order-independent), the
     index definitions and the collection options. A live database's
@@ -87,6 +87,7 @@ from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines._shared.process import dump_process, restore_process, run_tool
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -96,13 +97,13 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.mongodb_archive import (
+from dbfleet.engines.mongodb.archive import (
     ArchiveError,
     ArchiveSummary,
     ArchiveTap,
     TapReader,
 )
-from dbfleet.engines.mongodb_location import (
+from dbfleet.engines.mongodb.location import (
     SCRATCH_PREFIX,
     SYSTEM_DATABASES,
     Location,
@@ -113,7 +114,7 @@ from dbfleet.engines.mongodb_location import (
     with_database,
     with_prefix,
 )
-from dbfleet.engines.mongodb_server import (
+from dbfleet.engines.mongodb.server import (
     Namespace,
     collection_fingerprint,
     create_indexes,
@@ -122,7 +123,6 @@ from dbfleet.engines.mongodb_server import (
     restore_namespaces,
     restored_name,
 )
-from dbfleet.engines.process import dump_process, restore_process, run_tool
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
 

@@ -15,8 +15,8 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
-from dbfleet.engines.mongodb_archive import DIGEST_MOD, CollectionSum, collection_shape
-from dbfleet.engines.mongodb_location import prefixed
+from dbfleet.engines.mongodb.archive import DIGEST_MOD, CollectionSum, collection_shape
+from dbfleet.engines.mongodb.location import prefixed
 from dbfleet.errors import EngineError, UsageError
 
 RAW = CodecOptions(document_class=RawBSONDocument)

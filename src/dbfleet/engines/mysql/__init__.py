@@ -22,7 +22,7 @@ Backup
     e.g. for a MySQL account without RELOAD).
 
     The fingerprint is computed from the dump itself as it streams past
-    (:mod:`dbfleet.engines.mysql_dump`): rows and an order-independent digest
+    (:mod:`dbfleet.engines.mysql.dump`): rows and an order-independent digest
     per table over the literal text of each row. mysqldump cannot join a
     snapshot that dbfleet opens (there is no snapshot export as in
     PostgreSQL), and reading the tables a second time beside the dump would
@@ -38,7 +38,7 @@ Backup
     views, routines and events and the database's character set, used by
     restores to check for conflicts up front.
 
-    ``globals`` (with ``globals: true``, :mod:`dbfleet.engines.mysql_globals`):
+    ``globals`` (with ``globals: true``, :mod:`dbfleet.engines.mysql.globals`):
     accounts, roles and grants as SQL, read with ``SHOW CREATE USER`` and
     ``SHOW GRANTS`` per account. Accounts are written as ``CREATE USER IF
     NOT EXISTS`` / ``CREATE ROLE IF NOT EXISTS``, GRANTs without their
@@ -103,6 +103,7 @@ from typing import Any, BinaryIO, ClassVar, cast
 import pymysql
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines._shared.process import dump_process, restore_process
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -112,9 +113,9 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.mysql_dump import DumpScanner, ScanTap, filter_dump, quote
-from dbfleet.engines.mysql_globals import read_globals, replay_globals
-from dbfleet.engines.mysql_server import (
+from dbfleet.engines.mysql.dump import DumpScanner, ScanTap, filter_dump, quote
+from dbfleet.engines.mysql.globals import read_globals, replay_globals
+from dbfleet.engines.mysql.server import (
     Location,
     ServerInfo,
     Tool,
@@ -126,7 +127,6 @@ from dbfleet.engines.mysql_server import (
     server_info,
     with_dbname,
 )
-from dbfleet.engines.process import dump_process, restore_process
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
 
@@ -147,6 +147,7 @@ class MySQLEngine:
         consistency_point=True,
         scratch_targets=True,
         server_entries=True,
+        point_in_time=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import pymysql
 
 from dbfleet.config import DatabaseConfig, Inventory
-from dbfleet.engines.mysql_server import Location, connect_error
+from dbfleet.engines.mysql.server import Location, connect_error
 from dbfleet.errors import DbfleetError, EngineError, UsageError
 from dbfleet.operations.common import Repositories
 from dbfleet.operations.copy import already_copied, copy_snapshot

@@ -1,8 +1,6 @@
-"""binlog-ship, binlog-stream, restore-pitr-mysql: MySQL/MariaDB PITR.
-
-``python -m dbfleet.cli.pitr_mysql ARGS`` runs the ``dbfleet`` command with
-these commands registered, for installations whose ``dbfleet`` does not
-list them yet.
+"""binlog-ship, binlog-stream, restore-pitr-mysql: MySQL/MariaDB PITR
+commands, and ``restore --time`` as the engine's point-in-time capability
+(:data:`POINT_IN_TIME`). The registry adds these commands to ``dbfleet``.
 """
 
 from __future__ import annotations
@@ -14,13 +12,17 @@ import typer
 
 from dbfleet import output
 from dbfleet.cli.context import state
-from dbfleet.pitr.mysql_binlog import CaptureResult, capture_binlogs, stream_binlogs
-from dbfleet.pitr.mysql_restore import (
+from dbfleet.config import Inventory
+from dbfleet.engines.base import PointInTimeRequest, PointInTimeResult
+from dbfleet.engines.mysql.binlog import CaptureResult, capture_binlogs, stream_binlogs
+from dbfleet.engines.mysql.pitr import (
     PitrResult,
     parse_target_time,
     plan_recovery,
     restore_to_time,
 )
+from dbfleet.errors import UsageError
+from dbfleet.operations.common import Repositories
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 DatabaseArg = Annotated[
@@ -241,8 +243,29 @@ def register(app: typer.Typer) -> None:
             app.command(name)(fn)
 
 
-if __name__ == "__main__":
-    from dbfleet.cli import main as _main
+class MySQLPointInTime:
+    """``restore ENTRY --time T --target/--to``: the
+    :class:`~dbfleet.engines.base.PointInTime` capability of MySQL/MariaDB."""
 
-    register(_main.app)
-    _main.run()
+    def restore_to_point(
+        self, inventory: Inventory, repos: Repositories, request: PointInTimeRequest
+    ) -> PitrResult:
+        if request.tables or request.include_globals:
+            raise UsageError("--time restores a whole database: no --table or --globals")
+        if request.position or request.datadir or request.start or request.port is not None:
+            raise UsageError(
+                "--lsn, --to-datadir, --start and --port are PostgreSQL's; "
+                "MySQL/MariaDB take --time (or --latest) with --target or --to"
+            )
+        return restore_to_time(
+            repos, request.database, None if request.latest else request.time,
+            target=request.target, to=request.to, password_env=request.password_env,
+            clean=request.clean,
+        )  # fmt: skip
+
+    def render(self, result: PointInTimeResult) -> None:
+        assert isinstance(result, PitrResult)
+        print_restore(result)
+
+
+POINT_IN_TIME = MySQLPointInTime()

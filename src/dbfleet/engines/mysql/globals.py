@@ -17,7 +17,7 @@ from typing import Any
 
 import pymysql
 
-from dbfleet.engines.mysql_server import Connection, ServerInfo
+from dbfleet.engines.mysql.server import Connection, ServerInfo
 from dbfleet.errors import EngineError
 
 log = logging.getLogger(__name__)

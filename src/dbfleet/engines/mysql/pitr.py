@@ -28,10 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines import RestoreOptions, engine_for
-from dbfleet.engines.mysql import MySQLEngine
-from dbfleet.engines.mysql_server import Tool
-from dbfleet.engines.process import (
+from dbfleet.engines._shared.process import (
     ToolEnv,
     _env,
     _failure,
@@ -39,10 +36,9 @@ from dbfleet.engines.process import (
     find_tool,
     restore_process,
 )
-from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
-from dbfleet.operations.common import Repositories, SnapshotSource
-from dbfleet.operations.restore import describe, resolve_target
-from dbfleet.pitr.mysql_binlog import (
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.mysql import MySQLEngine
+from dbfleet.engines.mysql.binlog import (
     HEADER,
     MAGIC,
     STREAM,
@@ -52,6 +48,12 @@ from dbfleet.pitr.mysql_binlog import (
     is_binlog,
     split_events,
 )
+from dbfleet.engines.mysql.binlog import KIND as BINLOG_KIND
+from dbfleet.engines.mysql.server import Tool
+from dbfleet.engines.registry import engine_for
+from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
+from dbfleet.operations.common import Repositories, SnapshotSource
+from dbfleet.operations.restore import describe, resolve_target
 from dbfleet.repo import Snapshot, iter_stream
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,18 @@ def obsolete_binlogs(snapshots: list[Snapshot], owner: str) -> list[Snapshot]:
         s for s in snapshots
         if s.database == owner and is_binlog(s) and s.id not in needed and s.started < newest
     ]  # fmt: skip
+
+
+class BinlogChain:
+    """Binlog captures as :class:`~dbfleet.engines.base.ChainedSnapshots`."""
+
+    kind = BINLOG_KIND
+
+    def obsolete(self, remaining: list[Snapshot], database: str) -> list[Snapshot]:
+        return obsolete_binlogs(remaining, database)
+
+
+BINLOG_CHAIN = BinlogChain()
 
 
 # -- replay ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 import pymysql
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.process import find_tool, run_tool
+from dbfleet.engines._shared.process import find_tool, run_tool
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 
 PACKAGE_HINT = "mariadb-client (Debian; provides mariadb-dump/mysqldump and mariadb/mysql)"

@@ -10,10 +10,10 @@ Backup, ``options.mode``
     ``logical`` (default, online): the official Python driver reads the
     schema, every node and every relationship in one read transaction and
     writes the ``schema``, ``graph`` and ``summary`` streams
-    (:mod:`dbfleet.engines.neo4j_graph`); restore replays them with batched
-    ``UNWIND`` writes (:mod:`dbfleet.engines.neo4j_restore`).
+    (:mod:`dbfleet.engines.neo4j.graph`); restore replays them with batched
+    ``UNWIND`` writes (:mod:`dbfleet.engines.neo4j.restore`).
     ``offline``: ``neo4j-admin database dump --to-stdout`` of a *stopped*
-    DBMS (:mod:`dbfleet.engines.neo4j_admin`), restored with ``database
+    DBMS (:mod:`dbfleet.engines.neo4j.admin`), restored with ``database
     load --from-stdin``; no fingerprint (dbfleet cannot read the dump).
 Consistency (logical)
     One read transaction, but Neo4j Community is read-committed, not
@@ -63,6 +63,7 @@ from urllib.parse import urlsplit, urlunsplit
 import neo4j
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines._shared.iterfile import IteratorReader
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -72,9 +73,8 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.iterfile import IteratorReader
-from dbfleet.engines.neo4j_admin import AdminTool
-from dbfleet.engines.neo4j_graph import (
+from dbfleet.engines.neo4j.admin import AdminTool
+from dbfleet.engines.neo4j.graph import (
     FORMAT,
     MEDIA_TYPE,
     GraphBackup,
@@ -82,7 +82,7 @@ from dbfleet.engines.neo4j_graph import (
     read_schema,
     schema_signature,
 )
-from dbfleet.engines.neo4j_restore import GraphRestore, ident
+from dbfleet.engines.neo4j.restore import GraphRestore, ident
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
 

@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from dbfleet.engines._shared.process import dump_process, find_tool, restore_process, run_tool
 from dbfleet.engines.base import StreamSink
-from dbfleet.engines.process import dump_process, find_tool, restore_process, run_tool
 from dbfleet.errors import EngineError, UsageError
 
 DUMP_MEDIA_TYPE = "application/x-neo4j-dump"

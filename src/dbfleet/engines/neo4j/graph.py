@@ -10,7 +10,7 @@ Streams (format in docs/neo4j.md):
     JSON lines: ``["h", {...}]``, then one ``["n", id, labels, props]`` per
     node, then one ``["r", type, start_id, end_id, props]`` per relationship,
     then ``["end", {"nodes": N, "relationships": M}]``. Property values are
-    type-tagged (:mod:`dbfleet.engines.neo4j_values`). ``id`` is the node's
+    type-tagged (:mod:`dbfleet.engines.neo4j.values`). ``id`` is the node's
     ``elementId`` with the database's prefix cut off (an integer when the
     rest is one): only a key that ties relationships to nodes within this
     backup, never restored.
@@ -33,7 +33,7 @@ from typing import Any
 
 import neo4j
 
-from dbfleet.engines.neo4j_values import encode_props, node_hash, rel_hash
+from dbfleet.engines.neo4j.values import encode_props, node_hash, rel_hash
 
 FORMAT = "dbfleet-neo4j-graph/1"
 MEDIA_TYPE = "application/x-ndjson"

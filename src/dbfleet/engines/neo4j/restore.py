@@ -25,7 +25,7 @@ from typing import Any
 import neo4j
 
 from dbfleet.engines.base import RestoreOptions
-from dbfleet.engines.neo4j_graph import (
+from dbfleet.engines.neo4j.graph import (
     FORMAT,
     IMPORT_INDEX,
     IMPORT_KEY,
@@ -33,7 +33,7 @@ from dbfleet.engines.neo4j_graph import (
     NO_LABEL,
     rel_table,
 )
-from dbfleet.engines.neo4j_values import decode_props
+from dbfleet.engines.neo4j.values import decode_props
 from dbfleet.errors import EngineError, UsageError
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ Backup
     defeat deduplication; the repository compresses chunks itself), taken in a
     snapshot exported by a ``REPEATABLE READ READ ONLY`` transaction that stays
     open until pg_dump has finished. The fingerprint (see
-    :mod:`dbfleet.engines.postgresql_fingerprint`) is computed in that same
+    :mod:`dbfleet.engines.postgresql.fingerprint`) is computed in that same
     transaction, in a thread, while pg_dump runs: it describes exactly the rows
     in the dump. The snapshot's WAL position is recorded as the consistency
     point (``pg_last_wal_replay_lsn()`` on a standby).
@@ -80,6 +80,7 @@ import psycopg
 from psycopg import sql
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines._shared.process import dump_process, find_tool, restore_process, run_tool
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -89,7 +90,7 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.postgresql_archive import (
+from dbfleet.engines.postgresql.archive import (
     ArchiveFormatError,
     TocTap,
     close_iterator,
@@ -97,9 +98,8 @@ from dbfleet.engines.postgresql_archive import (
     read_toc,
     select_tables,
 )
-from dbfleet.engines.postgresql_fingerprint import apply_session_settings, compute, read_sequences
-from dbfleet.engines.postgresql_location import URL_PARAMS, Location, truncate_name, with_dbname
-from dbfleet.engines.process import dump_process, find_tool, restore_process, run_tool
+from dbfleet.engines.postgresql.fingerprint import apply_session_settings, compute, read_sequences
+from dbfleet.engines.postgresql.location import URL_PARAMS, Location, truncate_name, with_dbname
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.secrets import secret_from
 
@@ -108,6 +108,8 @@ log = logging.getLogger(__name__)
 PACKAGE_HINT = "postgresql-client (Debian) / postgresql-client-15"
 OPTIONS = {"maintenance_db", "bin_dir", "no_owner", "no_privileges", "connect_timeout"}
 SYSTEM_DATABASES = {"postgres", "template0", "template1"}
+
+
 @dataclass(frozen=True)
 class _ServerInfo:
     version: str
@@ -124,6 +126,7 @@ class PostgreSQLEngine:
         consistency_point=True,
         scratch_targets=True,
         server_entries=True,
+        point_in_time=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 
 from dbfleet.config import DatabaseConfig, Inventory
-from dbfleet.engines.process import dump_process
+from dbfleet.engines._shared.process import dump_process
+from dbfleet.engines.postgresql.wal import WalObject, list_wal, wal_needed_from, wal_to_forget
 from dbfleet.errors import EngineError, UsageError
-from dbfleet.pitr.pg_wal import WalObject, list_wal, wal_needed_from, wal_to_forget
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
 

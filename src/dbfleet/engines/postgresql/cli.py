@@ -1,7 +1,7 @@
-"""basebackup, wal-push, wal-fetch, wal-list, restore-pitr: PostgreSQL PITR.
-
-``python -m dbfleet.cli.pitr ARGS`` runs the ``dbfleet`` command with these
-commands registered, for installations whose ``dbfleet`` does not list them.
+"""basebackup, wal-push, wal-fetch, wal-list, restore-pitr: PostgreSQL PITR
+commands, and ``restore --to-datadir`` as the engine's point-in-time
+capability (:data:`POINT_IN_TIME`). The registry adds these commands to
+``dbfleet``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import typer
 from dbfleet import output
 from dbfleet.cli.context import state
 from dbfleet.config import Inventory
+from dbfleet.engines.base import PointInTimeRequest, PointInTimeResult
+from dbfleet.engines.postgresql import basebackup as pg_base
+from dbfleet.engines.postgresql import pitr as pg_restore
+from dbfleet.engines.postgresql import wal as pg_wal
 from dbfleet.errors import UsageError
 from dbfleet.operations.common import Repositories
-from dbfleet.pitr import pg_base, pg_restore, pg_wal
 
 FETCH_FAILED = 126
 """wal-fetch's exit status for failures: above 125, so PostgreSQL aborts recovery."""
@@ -302,8 +305,34 @@ def register(app: typer.Typer) -> None:
             app.command(name)(fn)
 
 
-if __name__ == "__main__":
-    from dbfleet.cli.main import app, run
+class PostgreSQLPointInTime:
+    """``restore ENTRY --to-datadir DIR --time/--lsn/--latest``: the
+    :class:`~dbfleet.engines.base.PointInTime` capability of PostgreSQL."""
 
-    register(app)
-    run()
+    def restore_to_point(
+        self, inventory: Inventory, repos: Repositories, request: PointInTimeRequest
+    ) -> pg_restore.PitrResult:
+        if request.datadir is None:
+            raise UsageError(
+                "a PostgreSQL point-in-time restore recovers the whole cluster: "
+                "give --to-datadir DIR with --time, --lsn or --latest"
+            )
+        if request.target or request.to or request.tables or request.clean:
+            raise UsageError(
+                "--to-datadir restores a whole cluster: "
+                "--target, --to, --table, --clean and --globals do not apply"
+            )
+        if request.include_globals:
+            raise UsageError("--to-datadir restores a whole cluster: --globals does not apply")
+        return restore_pitr_command(
+            inventory, repos, request.database, request.datadir,
+            pg_restore.RecoveryTarget.of(request.time, request.position, request.latest),
+            start=request.start, port=request.port, accept_wal_gap=request.accept_gap,
+        )  # fmt: skip
+
+    def render(self, result: PointInTimeResult) -> None:
+        assert isinstance(result, pg_restore.PitrResult)
+        render(result, json_output=False)
+
+
+POINT_IN_TIME = PostgreSQLPointInTime()

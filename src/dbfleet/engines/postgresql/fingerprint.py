@@ -40,7 +40,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from dbfleet.engines.postgresql_archive import split_table
+from dbfleet.engines.postgresql.archive import split_table
 from dbfleet.errors import EngineError
 
 SESSION_SETTINGS = (

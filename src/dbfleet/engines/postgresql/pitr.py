@@ -37,10 +37,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from dbfleet.engines.postgresql.basebackup import (
+    STREAM,
+    base_backups,
+    parse_lsn,
+    start_wal_file,
+    stop_lsn,
+)
+from dbfleet.engines.postgresql.wal import DEFAULT_PREFETCH, PREFETCH_DIR
+from dbfleet.engines.postgresql.wal_check import holes_after
 from dbfleet.errors import EngineError, IntegrityError, SnapshotNotFoundError, UsageError
-from dbfleet.pitr.pg_base import STREAM, base_backups, parse_lsn, start_wal_file, stop_lsn
-from dbfleet.pitr.pg_wal import DEFAULT_PREFETCH, PREFETCH_DIR
-from dbfleet.pitr.pg_wal_check import holes_after
 from dbfleet.repo import Repository, Snapshot, iter_stream
 
 LOG_NAME = "dbfleet-recovery.log"

@@ -37,8 +37,9 @@ import re
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 import zstandard
@@ -334,7 +335,7 @@ def fetch(
 
     With ``prefetch``, the next segments are fetched in parallel into
     ``PREFETCH_DIR`` beside ``destination`` (complete files only), where the
-    ``restore_command`` that :func:`dbfleet.pitr.pg_restore.restore_command`
+    ``restore_command`` that :func:`dbfleet.engines.postgresql.pitr.restore_command`
     writes picks them up without starting dbfleet; older ones are removed."""
     check_wal_name(file)
     if prefetch <= 0 or not _SEGMENT.match(file):
@@ -384,6 +385,9 @@ class WalCopyResult:
     copied_files: int
     """Files the destination lacked, now stored there."""
     added_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def copy_archive(

@@ -22,17 +22,26 @@ from collections import defaultdict
 from collections.abc import Iterable
 from urllib.parse import unquote
 
-from dbfleet.errors import DbfleetError
-from dbfleet.pitr.pg_base import is_base_backup, start_wal_file
-from dbfleet.pitr.pg_wal import (
+from dbfleet.engines.base import ArchiveCopy
+from dbfleet.engines.postgresql.basebackup import (
+    KIND,
+    forget_wal,
+    is_base_backup,
+    start_wal_file,
+    wal_retention,
+)
+from dbfleet.engines.postgresql.wal import (
     WAL_PREFIX,
     WalObject,
+    archived_databases,
+    copy_archive,
     list_wal,
     parse_object_name,
     read_object,
     segment_position,
 )
-from dbfleet.repo import Repository
+from dbfleet.errors import DbfleetError
+from dbfleet.repo import Repository, Snapshot
 from dbfleet.repo.check import CheckReport
 
 
@@ -125,3 +134,31 @@ def wal_holes(files: Iterable[str]) -> list[tuple[str, str]]:
 
 def _name(timeline: str, position: tuple[int, int]) -> str:
     return f"{timeline}{position[0]:08X}{position[1]:08X}"
+
+
+class WalArchive:
+    """The PostgreSQL WAL archive as a :class:`~dbfleet.engines.base.ChangeArchive`."""
+
+    snapshot_kind = KIND
+
+    def check(self, repo: Repository, report: CheckReport, *, read_data: bool) -> None:
+        check_wal_archive(repo, report, read_data=read_data)
+
+    def databases(self, repo: Repository) -> list[str]:
+        return archived_databases(repo)
+
+    def copy(
+        self, source: Repository, destination: Repository, database: str, destination_name: str
+    ) -> ArchiveCopy:
+        return copy_archive(source, destination, database, destination_name)
+
+    def forget(
+        self, repo: Repository, database: str, kept: list[Snapshot], *, dry_run: bool
+    ) -> list[str]:
+        doomed = wal_retention(repo, database, kept)
+        if not dry_run:
+            forget_wal(repo, doomed)
+        return [o.file for o in doomed]
+
+
+WAL_ARCHIVE = WalArchive()

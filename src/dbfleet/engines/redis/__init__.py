@@ -10,7 +10,7 @@ Backup, ``options.mode``
     ``logical`` (default): ``SCAN`` the database; per batch of keys one
     read-only Lua script (``MULTI``/``EXEC`` where scripting is forbidden or
     Redis < 7) returns each key's ``PEXPIRETIME`` and ``DUMP``, written as
-    the ``keys`` stream (format: :mod:`dbfleet.engines.redis_keys`).
+    the ``keys`` stream (format: :mod:`dbfleet.engines.redis.keys`).
     Works wherever a client may read (managed services that forbid
     replication too), covers exactly the url's database and restores online.
     *Not a point-in-time copy*: each batch is atomic, but keys written while
@@ -27,7 +27,7 @@ Backup, ``options.mode``
     fork; a server with disk-less replication waits
     ``repl-diskless-sync-delay`` (default 5 s) before it forks. The
     fingerprint is computed by parsing the RDB as it streams
-    (:mod:`dbfleet.engines.redis_rdb`), leaving out keys that had expired
+    (:mod:`dbfleet.engines.redis.rdb`), leaving out keys that had expired
     when the backup began; the snapshot's replication id and offset are the
     consistency point.
     Logical is the default because the inventory names a database, and only
@@ -105,6 +105,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines._shared.iterfile import IteratorReader
+from dbfleet.engines._shared.process import dump_process, find_tool, run_tool
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -114,13 +116,11 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.iterfile import IteratorReader
-from dbfleet.engines.process import dump_process, find_tool, run_tool
-from dbfleet.engines.redis_keys import MEDIA_TYPE, FingerprintBuilder
-from dbfleet.engines.redis_location import Location, with_db
-from dbfleet.engines.redis_logical import LogicalBackup, LogicalRestore, fingerprint_db
-from dbfleet.engines.redis_server import health_from_info, server_running_in, throwaway_server
-from dbfleet.engines.redis_tap import RdbTap
+from dbfleet.engines.redis.keys import MEDIA_TYPE, FingerprintBuilder
+from dbfleet.engines.redis.location import Location, with_db
+from dbfleet.engines.redis.logical import LogicalBackup, LogicalRestore, fingerprint_db
+from dbfleet.engines.redis.server import health_from_info, server_running_in, throwaway_server
+from dbfleet.engines.redis.tap import RdbTap
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
 

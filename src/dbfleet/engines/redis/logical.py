@@ -1,7 +1,7 @@
 """Logical Redis backups and restores: ``SCAN`` + ``DUMP`` out, ``RESTORE`` in.
 
 See :mod:`dbfleet.engines.redis` for the semantics and
-:mod:`dbfleet.engines.redis_keys` for the stream format.
+:mod:`dbfleet.engines.redis.keys` for the stream format.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, cast
 import redis as redis_client
 
 from dbfleet.engines.base import RestoreOptions
-from dbfleet.engines.redis_encodings import RdbFormatError
-from dbfleet.engines.redis_keys import (
+from dbfleet.engines.redis.encodings import RdbFormatError
+from dbfleet.engines.redis.keys import (
     FingerprintBuilder,
     KeySelector,
     Record,
@@ -25,7 +25,7 @@ from dbfleet.engines.redis_keys import (
     key_text,
     read_stream,
 )
-from dbfleet.engines.redis_rdb import digest_payload, payload_rdb_version
+from dbfleet.engines.redis.rdb import digest_payload, payload_rdb_version
 from dbfleet.errors import EngineError, UsageError
 
 log = logging.getLogger(__name__)

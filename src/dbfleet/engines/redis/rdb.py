@@ -38,7 +38,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dbfleet.engines.redis_encodings import (
+from dbfleet.engines.redis.encodings import (
     Item,
     RdbFormatError,
     as_bytes,

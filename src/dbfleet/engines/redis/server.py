@@ -25,8 +25,8 @@ import redis as redis_client
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from dbfleet.engines._shared.process import find_tool
 from dbfleet.engines.base import Health
-from dbfleet.engines.process import find_tool
 from dbfleet.errors import EngineError
 
 PACKAGE_HINT = "redis-server (Debian) to load RDB files"

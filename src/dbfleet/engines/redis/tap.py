@@ -17,9 +17,9 @@ import string
 import threading
 from typing import IO, Any
 
-from dbfleet.engines.redis_encodings import RdbFormatError
-from dbfleet.engines.redis_keys import FingerprintBuilder
-from dbfleet.engines.redis_rdb import (
+from dbfleet.engines.redis.encodings import RdbFormatError
+from dbfleet.engines.redis.keys import FingerprintBuilder
+from dbfleet.engines.redis.rdb import (
     QueueReader,
     RdbInfo,
     RdbTruncatedError,

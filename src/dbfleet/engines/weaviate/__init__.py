@@ -19,7 +19,7 @@ Backup
       &limit=&include=vector``: id order, so no object is skipped or read twice
       while nothing is written) and written as records of JSON (id, tenant,
       properties) plus the vectors as packed float32 (see
-      :mod:`dbfleet.engines.weaviate_format`). One page in memory at a time.
+      :mod:`dbfleet.engines.weaviate.format`). One page in memory at a time.
     * Consistency: Weaviate has no snapshots; each collection (each tenant)
       is read as of its own cursor walk. Objects written during the backup
       may or may not be in it; the fingerprint is computed from exactly the
@@ -67,6 +67,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, ClassVar, cast
 
 from dbfleet.config import DatabaseConfig
+from dbfleet.engines._shared.iterfile import IteratorReader
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -76,15 +77,14 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.iterfile import IteratorReader
-from dbfleet.engines.weaviate_api import (
+from dbfleet.engines.weaviate.api import (
     PREFIX_RE,
     SCRATCH_MARK,
     Client,
     Location,
     with_prefix,
 )
-from dbfleet.engines.weaviate_format import (
+from dbfleet.engines.weaviate.format import (
     MEDIA_TYPE,
     CollectionPrint,
     Record,
@@ -96,7 +96,7 @@ from dbfleet.engines.weaviate_format import (
     schema_digest,
     vectors_of,
 )
-from dbfleet.engines.weaviate_restore import SCHEMA_FORMAT, Restore, objects_stream
+from dbfleet.engines.weaviate.restore import SCHEMA_FORMAT, Restore, objects_stream
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
 

@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from dbfleet.engines.base import RestoreOptions, StreamSource
-from dbfleet.engines.weaviate_api import ApiError, Client, Location
-from dbfleet.engines.weaviate_format import (
+from dbfleet.engines.weaviate.api import ApiError, Client, Location
+from dbfleet.engines.weaviate.format import (
     BEACON,
     Record,
     is_reference,
