@@ -12,60 +12,12 @@ command line. ``mongodump``/``mongorestore`` (MongoDB Database Tools,
 100.x) are found in ``options.tools_dir``, else ``$DBFLEET_MONGODB_TOOLS``,
 else ``PATH``.
 
-Backup
-    ``mongodump --archive`` writes one archive to stdout; it goes straight
-    into the repository (stream ``archive``), followed by a small JSON
-    ``manifest`` (what was dumped, and from where). ``--numParallelCollections
-    1`` by default (``options.parallel_collections``): collections follow
-    one another instead of interleaving, so an unchanged collection gives the
-    same bytes and deduplicates. Namespace filter (database entries):
-    ``options.collections`` (glob patterns of collection names to back up,
-    default all) and ``options.exclude_collections``; the rest is passed as
-    ``--excludeCollection``. ``system.*`` collections are not in the
-    fingerprint (mongodump handles them itself).
-Consistency
-    Whole-instance entries on a replica set member run ``mongodump --oplog``
-    (``options.oplog: auto``, the default; ``true`` refuses to back up
-    without it): the archive then holds the oplog entries written during the
-    dump, ``mongorestore --oplogReplay`` brings the restore to the dump's end,
-    and the last entry's timestamp is the snapshot's consistency point
-    (``{"oplog_ts": {"t": ..., "i": ...}}``). mongodump takes the oplog only
-    for whole-instance dumps; database entries, standalone servers and
-    mongos have no consistency point: each collection is read by its own
-    cursor, so writes during the backup may be in some collections and not
-    in others.
-Fingerprint
-    Computed from the archive stream itself while it is stored (see
-    :mod:`dbfleet.engines.mongodb.archive`), so it describes exactly the
-    data in the snapshot: per collection the document count, the sum mod
-    2^256 of BLAKE3 over each document's raw BSON (order-independent), the
-    index definitions and the collection options. A live database's
-    fingerprint reads the same from the server (``find`` with raw BSON,
-    ``listIndexes``, ``listCollections``).
-Restore (into this engine's location)
-    ``mongorestore --archive`` reads the verified stream from stdin, with
-    ``--nsInclude`` for the backup's namespaces, ``--nsFrom/--nsTo`` to
-    restore under another database name, ``--stopOnError`` (a document that
-    cannot be inserted fails the restore) and ``--oplogReplay`` when the
-    archive holds an oplog. Indexes and collection options come from the
-    archive's metadata. Without ``clean`` a collection of the backup (or of
-    the selected subset) that exists in the target fails the restore before
-    anything is written; with ``clean`` ``--drop`` replaces those
-    collections; other collections are left alone. A restore that fails in a
-    database it created drops it again. ``tables``: collection names
-    (``db.collection`` for whole-instance snapshots). Whole-instance
-    snapshots restore to a whole-instance location (``--to
-    mongodb://host/``), or under a prefix (``mongodb://host/prefix_*``: each
-    database ``db`` into ``prefix_db``, without oplog replay).
-Scratch (verify, drill)
-    A database entry's scratch is the database ``<db>_dbfleet_<label>``; a
-    whole instance's is the same instance under the prefix
-    ``dbfleet_scratch_<label>_`` (url ``mongodb://host/dbfleet_scratch_<label>_*``):
-    its fingerprint covers only the prefixed databases and names them
-    without the prefix, so it compares with the snapshot's, and ``drop``
-    drops only the prefixed databases. ``dbfleet_scratch_*`` databases are
-    never part of a whole-instance snapshot's namespaces or fingerprint, nor
-    of a server entry's databases; a prefix location cannot be backed up.
+How backup, consistency (``--oplog`` on replica sets), the fingerprint
+(computed from the archive stream, :mod:`dbfleet.engines.mongodb.archive`),
+restore (``--nsInclude``/``--nsFrom``/``--nsTo``, ``--drop`` for ``clean``,
+indexes built by dbfleet) and scratch targets (``<db>_dbfleet_<label>``, or
+a ``dbfleet_scratch_<label>_*`` prefix for a whole instance) work is in
+docs/mongodb.md ("How it works"), which this module follows.
 
 Options: ``tools_dir``, ``collections``, ``exclude_collections``, ``oplog``,
 ``parallel_collections``, ``connect_timeout`` (seconds, default 10),
@@ -79,12 +31,11 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO, ClassVar, cast
 
-from blake3 import blake3
 from pymongo import MongoClient
-from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines._shared.process import dump_process, restore_process, run_tool
@@ -103,6 +54,7 @@ from dbfleet.engines.mongodb.archive import (
     ArchiveTap,
     TapReader,
 )
+from dbfleet.engines.mongodb.connection import connect, short_error
 from dbfleet.engines.mongodb.location import (
     SCRATCH_PREFIX,
     SYSTEM_DATABASES,
@@ -110,6 +62,7 @@ from dbfleet.engines.mongodb.location import (
     check_database_name,
     find_mongo_tool,
     oplog_decision,
+    scratch_prefix,
     tool_config,
     with_database,
     with_prefix,
@@ -136,21 +89,6 @@ MANIFEST_FORMAT = "dbfleet-mongodb-manifest/1"
 # Mechanisms that authenticate without a password.
 PASSWORDLESS = {"MONGODB-X509", "GSSAPI", "MONGODB-AWS", "MONGODB-OIDC"}
 ARCHIVE_MEDIA = "application/x-mongodb-archive"
-# Longest scratch label kept as it is in a whole instance's scratch prefix;
-# a longer one is hashed, so that database names still fit after it.
-MAX_SCRATCH_LABEL = 16
-
-
-def scratch_prefix(label: str) -> str:
-    """The prefix of a whole instance's scratch databases:
-    ``dbfleet_scratch_<label>_`` (``verify_1a2b3c``: 30 bytes, leaving 33
-    for the database names), the label hashed when long or not a valid name."""
-    try:
-        check_database_name(label)
-        usable = len(label.encode()) <= MAX_SCRATCH_LABEL
-    except UsageError:
-        usable = False
-    return f"{SCRATCH_PREFIX}{label if usable else blake3(label.encode()).hexdigest()[:12]}_"
 
 
 class MongoDBEngine:
@@ -244,42 +182,10 @@ class MongoDBEngine:
         where += [str(self.config.password_file)] if self.config.password_file else []
         return f"check the password in {' / '.join(where)}" if where else "set password_env"
 
-    @contextmanager
-    def _client(self) -> Iterator[MongoClient[Any]]:
-        """A connected client (the server answered ``ping``); errors become
-        ``EngineError`` naming the server, never the password."""
-        timeout_ms = int(float(self.config.options.get("connect_timeout", 10)) * 1000)
-        password = self._password()
-        extra: dict[str, Any] = (
-            {"password": password} if password and self.location.username else {}
-        )
-        try:
-            client: MongoClient[Any] = MongoClient(
-                self.location.url, serverSelectionTimeoutMS=timeout_ms,
-                connectTimeoutMS=timeout_ms, appname="dbfleet", **extra,
-            )  # fmt: skip
-        except (ConfigurationError, ValueError, TypeError) as exc:
-            raise UsageError(f"invalid MongoDB url {self.location.describe()}: {exc}") from None
-        try:
-            try:
-                client.admin.command("ping")
-            except OperationFailure as exc:
-                if exc.code == 18:
-                    raise EngineError(
-                        f"MongoDB authentication failed for {self.location.username!r} at "
-                        f"{self.location.hosts}", hint=self._password_hint(),
-                    ) from None  # fmt: skip
-                raise EngineError(f"MongoDB {self.location.hosts}: {exc}") from None
-            except PyMongoError as exc:
-                raise EngineError(
-                    f"MongoDB at {self.location.hosts} is unreachable: {_short(exc)}",
-                    hint="check url and that the server is running",
-                ) from None
-            yield client
-        except PyMongoError as exc:
-            raise EngineError(f"MongoDB {self.location.describe()}: {_short(exc)}") from None
-        finally:
-            client.close()
+    def _client(self) -> AbstractContextManager[MongoClient[Any]]:
+        """A connected client (see :func:`connection.connect`)."""
+        timeout = float(self.config.options.get("connect_timeout", 10))
+        return connect(self.location, self._password(), timeout, self._password_hint)
 
     def list_databases(self) -> list[str]:
         """User databases on the server (``admin``, ``config``, ``local`` and
@@ -368,7 +274,7 @@ class MongoDBEngine:
         except (EngineError, UsageError) as exc:
             return Health(ok=False, error=str(exc))
         except PyMongoError as exc:
-            return Health(ok=False, error=f"MongoDB {self.location.hosts}: {_short(exc)}")
+            return Health(ok=False, error=f"MongoDB {self.location.hosts}: {short_error(exc)}")
         try:
             details["mongodump"] = self._tool("mongodump")
         except EngineError as exc:
@@ -593,9 +499,3 @@ def _patterns(value: Any, name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UsageError(f"options.{name} must be a list of glob patterns")
     return list(value)
-
-
-def _short(exc: BaseException) -> str:
-    """A driver error in one line (server selection errors list topologies)."""
-    text = str(exc).split(", Timeout:")[0].split(" Topology Description:")[0]
-    return text.strip()

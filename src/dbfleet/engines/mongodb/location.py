@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import yaml
+from blake3 import blake3
 from pymongo import uri_parser
 from pymongo.errors import ConfigurationError, InvalidURI
 
@@ -222,3 +223,20 @@ def oplog_decision(hello: Mapping[str, Any], whole_instance: bool, wanted: Any) 
     if wanted is True:
         raise UsageError(f"options.oplog is true but {reason}")
     return False, reason
+
+
+# Longest scratch label kept as it is in a whole instance's scratch prefix;
+# a longer one is hashed, so that database names still fit after it.
+MAX_SCRATCH_LABEL = 16
+
+
+def scratch_prefix(label: str) -> str:
+    """The prefix of a whole instance's scratch databases:
+    ``dbfleet_scratch_<label>_`` (``verify_1a2b3c``: 30 bytes, leaving 33
+    for the database names), the label hashed when long or not a valid name."""
+    try:
+        check_database_name(label)
+        usable = len(label.encode()) <= MAX_SCRATCH_LABEL
+    except UsageError:
+        usable = False
+    return f"{SCRATCH_PREFIX}{label if usable else blake3(label.encode()).hexdigest()[:12]}_"
