@@ -37,7 +37,8 @@ import yaml
 
 from dbfleet.config import Inventory, load_inventory
 from dbfleet.engines.postgresql import basebackup as pg_base
-from dbfleet.engines.postgresql import pg_restore, pg_wal
+from dbfleet.engines.postgresql import pitr as pg_restore
+from dbfleet.engines.postgresql import wal as pg_wal
 from dbfleet.errors import SnapshotNotFoundError
 from dbfleet.repo import Repository, Snapshot
 from dbfleet.storage import LocalStorage
