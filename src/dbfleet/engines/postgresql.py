@@ -92,14 +92,19 @@ from dbfleet.engines.base import (
 from dbfleet.engines.postgresql_archive import (
     ArchiveFormatError,
     TocTap,
-    close_iterator,
     drop_safe_order,
     read_toc,
     select_tables,
 )
 from dbfleet.engines.postgresql_fingerprint import apply_session_settings, compute, read_sequences
 from dbfleet.engines.postgresql_location import URL_PARAMS, Location, truncate_name, with_dbname
-from dbfleet.engines.process import dump_process, find_tool, restore_process, run_tool
+from dbfleet.engines.process import (
+    close_iterator,
+    dump_process,
+    find_tool,
+    restore_process,
+    run_tool,
+)
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 from dbfleet.secrets import secret_from
 
