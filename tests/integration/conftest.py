@@ -346,20 +346,21 @@ def pg_source(pg_server: PgServer, pg_databases: Callable[[str], str]) -> PgData
     return PgDatabase(name, pg_server.config(name), extension)
 
 
-PgEstate = Callable[[dict[str, str]], Repositories]
+PgEstate = Callable[..., Repositories]
 
 
 @pytest.fixture
 def pg_estate(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> PgEstate:
     """An inventory of ``{entry: database}`` on the test server with a fresh
     in-memory repository, for the operations the CLI runs (backup_many,
-    verify_snapshot, restore_snapshot)."""
+    verify_snapshot, restore_snapshot). Keyword arguments are added to every
+    entry (e.g. ``scratch="name"``)."""
     monkeypatch.setenv("DBFLEET_TEST_REPO_PW", "pg-estate-test")
 
-    def make(entries: dict[str, str]) -> Repositories:
+    def make(entries: dict[str, str], **settings: Any) -> Repositories:
         databases = {
             entry: {"engine": "postgresql", "url": pg_server.config(dbname).url,
-                    "password_env": PG_PASSWORD_ENV}
+                    "password_env": PG_PASSWORD_ENV, **settings}
             for entry, dbname in entries.items()
         }  # fmt: skip
         inventory = parse_inventory(
