@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from dbfleet.engines import compare_fingerprints, engine_for
+from dbfleet.errors import EngineError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.restore import restore_snapshot, verify_snapshot
 from tests.integration.conftest import PgEstate, PgServer
@@ -125,3 +126,20 @@ def test_verify_passes_for_inheritance_children_recreated_in_another_column_orde
     copied = engine_for(engine_for(repos.inventory.databases["src"]).target(copy))
     differences = compare_fingerprints(snapshot.fingerprint or {}, copied.fingerprint())
     assert [d.split(":")[0] for d in differences] == ["public.grandchild"]
+
+
+def test_table_restore_of_rows_that_name_another_table_says_what_to_do(
+    pg_server: PgServer, pg_databases: NewName, pg_estate: PgEstate
+) -> None:
+    # A regclass value names a table by name; the dump records no dependency.
+    name = pg_databases("names")
+    _database(pg_server, name, "CREATE TABLE b (id int); CREATE TABLE a (r regclass);"
+                               " INSERT INTO a VALUES ('b');")  # fmt: skip
+    repos = pg_estate({"src": name})
+    (result,) = backup_many(repos, ["src"])
+    assert result.ok, result.error
+    target = pg_databases("names_a")
+    with pytest.raises(EngineError, match='relation "public.b" does not exist') as failure:
+        restore_snapshot(repos, "src:latest", target=target, tables=("public.a",))
+    assert failure.value.hint and "restore those too" in failure.value.hint
+    restore_snapshot(repos, "src:latest", target=target, tables=("public.a", "public.b"))
