@@ -31,10 +31,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbfleet.config import DatabaseConfig
+from dbfleet.config import DatabaseConfig, parse_inventory
 from dbfleet.engines.base import BackupMeta, Engine, RestoreOptions
 from dbfleet.engines.registry import engine_for
-from dbfleet.operations.common import SnapshotSource
+from dbfleet.operations.common import Repositories, SnapshotSource
+from dbfleet.operations.repository import init_repository
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.storage import MemoryStorage
 
@@ -344,3 +345,37 @@ def pg_source(pg_server: PgServer, pg_databases: Callable[[str], str]) -> PgData
     name = pg_databases("src")
     extension = create_rich_database(pg_server, name)
     return PgDatabase(name, pg_server.config(name), extension)
+
+
+PgEstate = Callable[..., Repositories]
+
+
+@pytest.fixture
+def pg_estate(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> PgEstate:
+    """An inventory of ``{entry: database}`` on the test server with a fresh
+    in-memory repository, for the operations the CLI runs (backup_many,
+    verify_snapshot, restore_snapshot). Keyword arguments are added to every
+    entry (e.g. ``scratch="name"``)."""
+    monkeypatch.setenv("DBFLEET_TEST_REPO_PW", "pg-estate-test")
+
+    def make(entries: dict[str, str], **settings: Any) -> Repositories:
+        databases = {
+            entry: {"engine": "postgresql", "url": pg_server.config(dbname).url,
+                    "password_env": PG_PASSWORD_ENV, **settings}
+            for entry, dbname in entries.items()
+        }  # fmt: skip
+        inventory = parse_inventory(
+            {
+                "repositories": {
+                    "mem": {
+                        "url": f"memory://pg-estate-{secrets.token_hex(4)}",
+                        "passphrase_env": "DBFLEET_TEST_REPO_PW",
+                    }
+                },
+                "databases": databases,
+            }
+        )
+        init_repository(inventory, "mem", kdf=FAST_KDF)
+        return Repositories(inventory)
+
+    return make

@@ -239,6 +239,31 @@ def test_restore_of_one_table(
         _restore(repo, snapshot, pg_source.config, tables=("sales.nope",))
 
 
+def test_restore_of_a_table_at_the_start_of_the_dump(
+    pg_server: PgServer, pg_databases: NewName, repo: Repository, backup: BackupFn
+) -> None:
+    # pg_restore -L stops reading once it has restored what the list names
+    # (and exits 0): the rest of the dump, here table z's rows, is not read.
+    name = pg_databases("early")
+    with pg_server.connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with pg_server.connect(name) as conn:
+        conn.execute(
+            "CREATE TABLE a AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g"
+        )
+        conn.execute(
+            "CREATE TABLE z AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 50000) g"
+        )
+    engine = engine_for(pg_server.config(name))
+    meta, snapshot = backup(engine)
+    assert meta.fingerprint is not None
+    for table in ("public.a", "public.z"):
+        target = _restore(repo, snapshot, engine.target(pg_databases("early")), tables=(table,))
+        restored = target.fingerprint()
+        assert set(restored["tables"]) == {table}
+        assert compare_fingerprints(meta.fingerprint, restored, (table,)) == []
+
+
 def test_restore_over_an_existing_database(
     pg_server: PgServer,
     pg_source: PgDatabase,

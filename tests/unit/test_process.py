@@ -3,12 +3,13 @@ stderr reach the user; secrets do not reach the tool."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dbfleet.engines._shared.process import dump_process, find_tool, restore_process, run_tool
-from dbfleet.errors import EngineError, ToolMissingError
+from dbfleet.errors import EngineError, IntegrityError, ToolMissingError
 
 
 def test_dump_process_streams_stdout() -> None:
@@ -64,10 +65,55 @@ def test_restore_process_failure() -> None:
         restore_process(["sh", "-c", "head -c 10 >/dev/null; echo bad input >&2; exit 4"], chunks)
 
 
-def test_restore_process_that_stops_reading_early() -> None:
-    chunks = (b"x" * 65536 for _ in range(64))
-    with pytest.raises(EngineError, match="stopped reading"):
-        restore_process(["sh", "-c", "head -c 10 >/dev/null; exit 0"], chunks)
+class CountedChunks:
+    """64 chunks of 64 KiB (more than a pipe holds), counting what was read
+    and whether the stream was closed (a repository stream's readers stop)."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.read = 0
+        self.closed = False
+        self.fail_at = fail_at
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for i in range(64):
+                if i == self.fail_at:
+                    raise IntegrityError("chunk 3 failed authentication")
+                self.read += 1
+                yield b"x" * 65536
+        finally:
+            self.closed = True
+
+
+def test_restore_process_that_stops_reading_early_and_exits_0_succeeded() -> None:
+    # pg_restore -L stops reading after the last entry it restores, exit 0.
+    chunks = CountedChunks()
+    stream = iter(chunks)
+    assert restore_process(["sh", "-c", "head -c 10 >/dev/null; echo done"], stream) == "done\n"
+    assert chunks.closed and chunks.read < 64  # the rest is not read
+
+
+def test_restore_process_that_stops_reading_early_can_read_the_rest() -> None:
+    chunks = CountedChunks()
+    restore_process(["sh", "-c", "head -c 10 >/dev/null"], iter(chunks), read_rest=True)
+    assert chunks.read == 64  # e.g. a parser that must see the archive's end
+
+
+def test_restore_process_that_stops_reading_early_and_fails() -> None:
+    with pytest.raises(EngineError, match="status 3: gave up"):
+        restore_process(
+            ["sh", "-c", "head -c 10 >/dev/null; echo gave up >&2; exit 3"], iter(CountedChunks())
+        )
+
+
+def test_restore_process_stops_the_tool_before_it_sees_a_truncated_input(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "finished"
+    chunks = CountedChunks(fail_at=3)
+    with pytest.raises(IntegrityError):
+        restore_process(["sh", "-c", f"cat >/dev/null; touch '{marker}'"], iter(chunks))
+    assert not marker.exists()  # killed, never reached the end of its input
 
 
 def test_run_tool() -> None:

@@ -5,12 +5,23 @@ tools read the verified stream from a pipe. Secrets reach the tools only
 through their environment or option files, never their arguments. A tool
 that exits non-zero or dies from a signal fails the operation with the tail
 of its own stderr.
+
+A restore tool may stop reading its input before the end and exit 0: it has
+what it needs (``pg_restore -L`` stops after the last entry the list names).
+That is a success, decided here (:func:`feed_stdin`) for every tool dbfleet
+feeds: only the exit status says whether the tool failed. Every byte the tool
+did read came from chunks the repository had authenticated; the rest of the
+stream is not read at all, unless the caller checks the stream as a whole
+while it flows (``read_rest``), e.g. a parser that must see the archive's
+end. A damaged chunk in the part no tool needed is found by ``verify`` and
+``repo check``, which read everything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +33,8 @@ from contextlib import contextmanager
 from typing import IO
 
 from dbfleet.errors import EngineError, ToolMissingError
+
+log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -109,11 +122,53 @@ def dump_process(argv: Sequence[str], env: ToolEnv | None = None) -> Iterator[IO
         raise _failure(tool, returncode, tail.text())
 
 
+def close_iterator(chunks: Iterable[bytes]) -> None:
+    """Close a generator of chunks (a repository stream stops its readers)."""
+    close = getattr(chunks, "close", None)
+    if callable(close):
+        close()
+
+
+def feed_stdin(stdin: IO[bytes], chunks: Iterable[bytes], *, read_rest: bool = False) -> bool:
+    """Write ``chunks`` to a tool's ``stdin`` and close it. Returns whether
+    the tool closed its end first; that alone is no failure (the tool's exit
+    status decides, see the module docstring). Then the remaining chunks are
+    read and dropped if ``read_rest``, else not read at all.
+
+    If reading ``chunks`` raises (a damaged chunk), ``stdin`` is left open:
+    the caller stops the tool first, so that it never sees an end of input
+    and acts on a truncated stream."""
+    remaining = iter(chunks)
+    stopped_early = False
+    for chunk in remaining:
+        try:
+            stdin.write(chunk)
+        except BrokenPipeError:
+            stopped_early = True
+            break
+    if stopped_early and read_rest:
+        for _ in remaining:
+            pass
+    elif stopped_early:
+        close_iterator(remaining)
+    try:
+        stdin.close()
+    except BrokenPipeError:
+        stopped_early = True
+    return stopped_early
+
+
 def restore_process(
-    argv: Sequence[str], chunks: Iterable[bytes], env: ToolEnv | None = None
+    argv: Sequence[str],
+    chunks: Iterable[bytes],
+    env: ToolEnv | None = None,
+    *,
+    read_rest: bool = False,
 ) -> str:
     """Feed ``chunks`` to a restore tool's stdin; return its stdout (expected
-    to be short). ``EngineError`` with its stderr if it fails."""
+    to be short). ``EngineError`` with its stderr if it fails. A tool that
+    stops reading early and exits 0 has succeeded (see :func:`feed_stdin`
+    for ``read_rest``)."""
     tool = os.path.basename(argv[0])
     proc = subprocess.Popen(
         list(argv),
@@ -128,29 +183,20 @@ def restore_process(
     out: list[bytes] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
     reader.start()
-    broken = False
     try:
-        for chunk in chunks:
-            try:
-                proc.stdin.write(chunk)
-            except BrokenPipeError:
-                broken = True
-                break
+        stopped_early = feed_stdin(proc.stdin, chunks, read_rest=read_rest)
     except BaseException:
         proc.kill()
         proc.wait()
-        raise
-    finally:
-        try:
+        with contextlib.suppress(OSError):
             proc.stdin.close()
-        except BrokenPipeError:
-            broken = True
+        raise
     returncode = proc.wait()
     reader.join(timeout=5)
     if returncode != 0:
         raise _failure(tool, returncode, tail.text())
-    if broken:
-        raise EngineError(f"{tool} stopped reading its input before the end: {tail.text()}")
+    if stopped_early:
+        log.debug("%s finished without reading all of its input", tool)
     return b"".join(out).decode(errors="replace")
 
 

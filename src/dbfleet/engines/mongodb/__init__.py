@@ -443,7 +443,9 @@ class MongoDBEngine:
 
         try:
             with tool_config(password) as config_args:
-                restore_process([*argv, *config_args], chunks())
+                # The tap must see the whole archive, also if mongorestore
+                # stops reading before its end.
+                restore_process([*argv, *config_args], chunks(), read_rest=True)
             try:
                 summary = tap.finish()
             except ArchiveError as exc:

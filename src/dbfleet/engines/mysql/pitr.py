@@ -33,6 +33,7 @@ from dbfleet.engines._shared.process import (
     _env,
     _failure,
     _StderrTail,
+    feed_stdin,
     find_tool,
     restore_process,
 )
@@ -280,15 +281,11 @@ def _tool_output(argv: list[str], chunks: Iterator[bytes], env: ToolEnv) -> Iter
 
     def feed() -> None:
         try:
-            for chunk in chunks:
-                stdin.write(chunk)
-        except BrokenPipeError:
-            pass  # the tool stopped reading: its exit status says why
+            feed_stdin(stdin, chunks)  # stopping early is the tool's call: its exit status says
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
             failed.append(exc)
             proc.kill()
-        finally:
-            with contextlib.suppress(BrokenPipeError):
+            with contextlib.suppress(OSError):
                 stdin.close()
 
     feeder = threading.Thread(target=feed, name="dbfleet-binlog-feed", daemon=True)

@@ -80,7 +80,13 @@ import psycopg
 from psycopg import sql
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines._shared.process import dump_process, find_tool, restore_process, run_tool
+from dbfleet.engines._shared.process import (
+    close_iterator,
+    dump_process,
+    find_tool,
+    restore_process,
+    run_tool,
+)
 from dbfleet.engines.base import (
     BackupMeta,
     Capabilities,
@@ -93,7 +99,6 @@ from dbfleet.engines.base import (
 from dbfleet.engines.postgresql.archive import (
     ArchiveFormatError,
     TocTap,
-    close_iterator,
     drop_safe_order,
     read_toc,
     select_tables,
@@ -453,8 +458,7 @@ class PostgreSQLEngine:
             try:
                 restore_process(argv, source.open_stream("dump"), env)
             except EngineError as exc:
-                if options.tables and clean and "depend" in exc.message:
-                    exc.hint = "other objects depend on the table: restore into a new database"
+                exc.hint = exc.hint or _table_restore_hint(exc.message, options, clean)
                 raise
 
     def _create_database(self) -> bool:
@@ -506,6 +510,18 @@ class PostgreSQLEngine:
                 raise EngineError(f"fingerprint failed: {str(exc).strip()}") from None
             finally:
                 conn.execute("ROLLBACK")
+
+
+def _table_restore_hint(message: str, options: RestoreOptions, clean: bool) -> str | None:
+    """What to do when ``pg_restore`` of single tables failed."""
+    if not options.tables:
+        return None
+    if clean and "depend" in message:
+        return "other objects depend on the table: restore into a new database"
+    if "COPY failed" in message and "does not exist" in message:
+        # reg* values name other objects; the dump records no dependency on them.
+        return "the table's rows name objects that are not restored with it: restore those too"
+    return None
 
 
 def _is_empty(conn: psycopg.Connection[Any]) -> bool:

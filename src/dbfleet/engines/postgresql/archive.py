@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,9 +294,3 @@ def drop_safe_order(entries: list[TocEntry]) -> list[TocEntry]:
     rest = [e for e in entries if e.dump_id not in parent_of]
     at = next((i for i, e in enumerate(rest) if e.section == SECTION_POST_DATA), len(rest))
     return rest[:at] + moved + rest[at:]
-
-
-def close_iterator(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if callable(close):
-        close()
