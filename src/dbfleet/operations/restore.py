@@ -19,7 +19,12 @@ from typing import Any
 from dbfleet.config import FILE_ENGINES, DatabaseConfig
 from dbfleet.engines import RestoreOptions, compare_fingerprints, engine_for
 from dbfleet.errors import UsageError
-from dbfleet.operations.common import Repositories, SnapshotSource, resolve_database
+from dbfleet.operations.common import (
+    Repositories,
+    SnapshotSource,
+    no_fingerprint_reason,
+    resolve_database,
+)
 from dbfleet.repo import Snapshot
 
 
@@ -172,7 +177,10 @@ def verify_snapshot(
     if on_total:
         on_total(snapshot.size)
     if not snapshot.fingerprint:
-        raise UsageError(f"snapshot {snapshot.short_id} has no fingerprint to verify against")
+        raise UsageError(
+            f"snapshot {snapshot.short_id} has no fingerprint to verify against"
+            + no_fingerprint_reason(snapshot)
+        )
     source = source_config(repos, snapshot)
     scratch = _scratch_config(repos, source)
     engine = engine_for(scratch)
