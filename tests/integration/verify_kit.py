@@ -13,6 +13,7 @@ from dbfleet.operations.backup import BackupResult, backup_many
 from dbfleet.operations.common import Repositories
 from dbfleet.operations.repository import init_repository
 from dbfleet.operations.restore import VerifyResult, verify_snapshot
+from dbfleet.repo import Repository, Snapshot
 from tests.integration.conftest import FAST_KDF
 
 REPO_PASSPHRASE_ENV = "DBFLEET_TEST_VERIFY_KIT_PW"
@@ -32,10 +33,18 @@ def inventory_for(config: DatabaseConfig, monkeypatch: pytest.MonkeyPatch) -> Re
     return Repositories(inventory)
 
 
+def backup_db(repos: Repositories) -> tuple[BackupResult, Repository, Snapshot]:
+    """Back ``db`` up as ``dbfleet backup db`` does; the new snapshot."""
+    (done,) = backup_many(repos, ["db"])
+    assert done.ok, done.error
+    repo = repos.for_database("db")
+    (snapshot,) = [s for s in repo.list_snapshots() if s.id == done.snapshot]
+    return done, repo, snapshot
+
+
 def backup_and_verify(
     config: DatabaseConfig, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[BackupResult, VerifyResult]:
     repos = inventory_for(config, monkeypatch)
-    (done,) = backup_many(repos, ["db"])
-    assert done.ok, done.error
+    done, _, _ = backup_db(repos)
     return done, verify_snapshot(repos, "db:latest")
