@@ -130,11 +130,16 @@ class Client:
         status, _, data = self._request("POST", "/query", urlencode(params).encode())
         return self._series(statement, status, data)
 
-    def _series(self, statement: str, status: int, data: bytes) -> list[dict[str, Any]]:
+    def _series(
+        self, statement: str, status: int, data: bytes, exact: bool = False
+    ) -> list[dict[str, Any]]:
         """The series of one answer (a whole one, or one chunk of a chunked
-        answer); ``QueryError`` for an error the server put in it."""
+        answer); ``QueryError`` for an error the server put in it. ``exact``:
+        numbers as ``["n", text]`` with the server's own text (``-0`` and
+        ``0`` are different floats, which Python's ``json`` makes both 0)."""
         try:
-            doc = json.loads(data) if data else {}
+            numbers: dict[str, Any] = {"parse_int": _number, "parse_float": _number}
+            doc = json.loads(data, **(numbers if exact else {})) if data else {}
         except ValueError:
             doc = {"error": data[:500].decode(errors="replace")}
         error = doc.get("error")
@@ -157,12 +162,13 @@ class Client:
         return series
 
     def query_chunks(
-        self, statement: str, database: str, chunk_size: int = CHUNK_POINTS
+        self, statement: str, database: str, chunk_size: int = CHUNK_POINTS, exact: bool = False
     ) -> Iterator[dict[str, Any]]:
         """The series of a chunked answer, as they come: at most about
         ``chunk_size`` points in memory (a series longer than that arrives
         in several pieces, one after another). Chunked answers have no row
-        limit (``max-row-limit`` truncates only whole answers)."""
+        limit (``max-row-limit`` truncates only whole answers). ``exact``:
+        see :meth:`_series`."""
         params = {"q": statement, "epoch": "ns", "db": database, "chunked": "true",
                   "chunk_size": str(chunk_size)}  # fmt: skip
         body = urlencode(params).encode()
@@ -181,12 +187,16 @@ class Client:
                 if not line:
                     return
                 if line.strip():
-                    yield from self._series(statement, response.status, line)
+                    yield from self._series(statement, response.status, line, exact)
         finally:
             conn.close()
 
     def values(self, statement: str, database: str | None = None) -> list[list[Any]]:
         return [v for s in self.query(statement, database) for v in s.get("values") or []]
+
+
+def _number(text: str) -> list[str]:
+    return ["n", text]
 
 
 def check_tcp(address: str, timeout: float = 5) -> None:
@@ -258,8 +268,9 @@ def fingerprint(client: Client, database: str) -> dict[str, Any]:
     the number of field values (InfluxDB stores each field of a point
     separately), ``series``, and ``digest``: the measurement's field types
     and the sum (mod 2^128) of a BLAKE2b-128 per point over its tags, its
-    timestamp and its field values as the server writes them in JSON (floats
-    shortest round-trip, so exact).
+    timestamp and its field values as the server writes them in JSON: the
+    number text itself (shortest round-trip for floats, so exact; ``-0``
+    apart from ``0``).
 
     Every point is read, measurement by measurement, with chunked raw
     queries (bounded memory, no row limit). Values are hashed, never summed
@@ -278,7 +289,7 @@ def fingerprint(client: Client, database: str) -> dict[str, Any]:
                 f"SELECT * FROM {ident(rp)}.{ident(name)} WHERE {ALL_TIME} GROUP BY *"
             )
             measurement = _MeasurementPrint()
-            for series in client.query_chunks(statement, database):
+            for series in client.query_chunks(statement, database, exact=True):
                 measurement.add_series(series)
             if measurement.rows:
                 tables[f"{rp}.{name}"] = measurement.entry(types.get(name, []))
