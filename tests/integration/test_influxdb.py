@@ -384,3 +384,18 @@ def test_a_fingerprint_the_server_cannot_compute_leaves_the_backup_and_verify_sa
     assert f"fingerprint unavailable at backup: InfluxDB: SELECT * ...: {refusal}" in str(
         refused.value
     )
+
+
+def test_the_fingerprint_sees_the_sign_of_zero(
+    influx_server: InfluxServer, influx_databases: NewName
+) -> None:
+    """The server writes -0.0 as ``-0`` and 0.0 as ``0``; both were 0 to
+    Python's json, so a -0.0 turned 0.0 went unseen."""
+    name = influx_databases("zero")
+    influx_server.query(f'CREATE DATABASE "{name}"')
+    influx_server.write(name, [f"z f=-0.0 {START_NS}"])
+    engine = engine_for(influx_server.config(name))
+    before = engine.fingerprint()
+    influx_server.write(name, [f"z f=0.0 {START_NS}"])
+    (difference,) = compare_fingerprints(before, engine.fingerprint())
+    assert difference.startswith("autogen.z: digest ")
