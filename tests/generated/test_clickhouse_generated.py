@@ -98,6 +98,10 @@ def tables(draw: st.DrawFn, name: str, engines: list[str], min_rows: int = 0) ->
     columns = [(n, draw(column_types())) for n in names]
     rows = draw(st.lists(st.tuples(*(t.values() for _, t in columns)), min_size=min_rows,
                          max_size=6))  # fmt: skip
+    if any("LowCardinality" in t.sql for _, t in columns):
+        # 18.16's experimental LowCardinality fails inserts into the Log
+        # family ("Got empty stream for DataTypeLowCardinality keys")
+        engines = [e for e in engines if e.endswith("MergeTree")]
     return Table(name, draw(st.sampled_from(engines)), columns, [list(r) for r in rows])
 
 
