@@ -355,6 +355,10 @@ def test_whole_instance_backup_restores_under_a_prefix_to_the_bare_instance_and_
     assert fp is not None and sorted(fp["tables"]) == ["Article", "Author", "Empty", "Review"]
     assert fp["tables"]["Empty"]["objects"] == 0
     source_schemas = _schemas(server, "")
+    # verify (the CLI's path): a scratch namespace Dbfleet_..._0_ on the same server
+    _, verified = backup_and_verify(engine.config, monkeypatch)
+    assert verified.ok, verified.differences
+    assert verified.tables_compared == 4 and "Dbfleet_verify" in verified.scratch
 
     # under a prefix (restore --target Restored_): references to the restored copies
     restored = _engine(engine.target("Restored_"))
@@ -380,11 +384,6 @@ def test_whole_instance_backup_restores_under_a_prefix_to_the_bare_instance_and_
         _restore(repo, snapshot, subset.config, tables=tables)
         assert sorted(subset.fingerprint()["tables"]) == sorted(tables)
         assert compare_fingerprints(fp, subset.fingerprint(), tables) == []
-
-    # verify (the CLI's path): a scratch namespace Dbfleet_..._0_ on the same server
-    done, verified = backup_and_verify(engine.config, monkeypatch)
-    assert verified.ok, verified.differences
-    assert verified.tables_compared == 4 and "Dbfleet_verify" in verified.scratch
 
     # the bare instance, after deleting everything (restore --to http://host:8080)
     for name in server.classes():
