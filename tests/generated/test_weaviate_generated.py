@@ -195,12 +195,16 @@ def _create(server: WeaviateServer, prefix: str, case: Case) -> None:
         if c.tenants:
             server.request("POST", f"/v1/schema/{prefix}{c.name}/tenants",
                            [{"name": t} for t in c.tenants])  # fmt: skip
-    batch = []
+    batch, references = [], []
     for c in case.collections:
         refs = {p.name: p.data_type for p in c.references()}
         for o in c.objects:
-            props = {k: [beacon(prefix, refs[k], i) for i in v] if k in refs else v
-                     for k, v in o["properties"].items()}  # fmt: skip
+            props = {k: v for k, v in o["properties"].items() if k not in refs}
+            for k in refs.keys() & o["properties"].keys():
+                for target in o["properties"][k]:
+                    ref = {"from": f"{BEACON}{prefix}{c.name}/{o['id']}/{k}",
+                           "to": beacon(prefix, refs[k], target)["beacon"]}  # fmt: skip
+                    references.append({**ref, "tenant": o["tenant"]} if o["tenant"] else ref)
             item: dict[str, Any] = {"class": prefix + c.name, "id": o["id"], "properties": props}
             if o["tenant"]:
                 item["tenant"] = o["tenant"]
@@ -211,6 +215,10 @@ def _create(server: WeaviateServer, prefix: str, case: Case) -> None:
                 item["vectors"] = named
             batch.append(item)
     server.batch(batch)
+    # after the objects: a reference's target must exist
+    if references:
+        results = server.request("POST", "/v1/batch/references", references)
+        assert not [r for r in results if (r.get("result") or {}).get("errors")], results[:3]
 
 
 def _objects(server: WeaviateServer, prefix: str, c: Collection) -> dict[str, Any]:
