@@ -61,6 +61,12 @@ Restore (into this engine's database)
       fails the restore; with ``clean`` it is dropped first (``DROP
       MEASUREMENT`` drops it in every retention policy of the target).
     * Users and privileges are server-wide and not restored.
+    * A shard group that starts before the earliest time InfluxDB can
+      represent (points before 1677-09-27 in a weekly group that begins on
+      1677-09-20) comes back from ``influxd restore`` 1.6 with its start
+      wrapped to 2262: its points are all there and the fingerprint
+      matches, but a later write into that time range lands in a new group
+      beside the restored point (two values for one series and time).
 
 InfluxDB 2.x and 3.x (``options.api``, default ``v1``; other values are
 refused until implemented)
