@@ -178,9 +178,20 @@ def _rows(server: InfluxServer, db: str, table: str) -> list[dict[str, Any]]:
     )
 
 
+def _one_measurement_in_two_policies() -> Case:
+    """Found by the deep profile: SHOW FIELD KEYS without FROM answers for
+    the default policy only, so restoring "rp two.cpu load" alone mismatched."""
+    fields = {"cpu load": "float"}
+    point = [({}, MIN_TIME, {"cpu load": MAX_FLOAT})]
+    return Case({"autogen": "1h", "rp two": "1h"},
+                [Measurement("autogen", "cpu load", fields, list(point)),
+                 Measurement("rp two", "cpu load", fields, list(point))])  # fmt: skip
+
+
 @settings(max_examples=generated_examples(5))
 @given(case=cases())
 @example(case=_pinned())
+@example(case=_one_measurement_in_two_policies())
 def test_generated_databases_round_trip(
     case: Case, influx_server: InfluxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

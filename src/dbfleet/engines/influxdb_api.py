@@ -277,14 +277,18 @@ def fingerprint(client: Client, database: str) -> dict[str, Any]:
     by the server: ``SUM()`` of valid floats can overflow to +Inf, which the
     server cannot even encode in its answer, and would not see a changed
     string or boolean at all."""
-    types: dict[str, list[list[Any]]] = {}
-    for series in client.query(f"SHOW FIELD KEYS ON {ident(database)}"):
-        types[series["name"]] = sorted(series.get("values") or [])
     policies = [str(v[0]) for v in client.values(f"SHOW RETENTION POLICIES ON {ident(database)}")]
-    names = sorted(str(v[0]) for v in client.values("SHOW MEASUREMENTS", database))
     tables: dict[str, Any] = {}
     for rp in sorted(policies):
-        for name in names:
+        # Per retention policy: without FROM, SHOW FIELD KEYS answers for
+        # the default policy only, whose types then stood for every policy
+        # (a restore of another policy's measurement alone never matched).
+        types: dict[str, list[list[Any]]] = {}
+        for series in client.query(
+            f"SHOW FIELD KEYS ON {ident(database)} FROM {ident(rp)}./.*/"
+        ):
+            types[series["name"]] = sorted(series.get("values") or [])
+        for name in sorted(types):
             statement = (
                 f"SELECT * FROM {ident(rp)}.{ident(name)} WHERE {ALL_TIME} GROUP BY *"
             )
