@@ -74,7 +74,9 @@ def properties(draw: st.DrawFn, targets: list[str]) -> list[Property]:
                                                                 fullmatch=True)  # fmt: skip
     kinds = st.sampled_from([*SCALARS, *(f"{t}[]" for t in SCALARS[:6]), "object", "object[]",
                              *targets])  # fmt: skip
-    chosen = draw(st.lists(st.tuples(names, kinds), max_size=5, unique_by=lambda t: t[0]))
+    # Weaviate lowercases a property name's first letter (UPPER is uPPER)
+    lowered = names.map(lambda n: n[:1].lower() + n[1:])
+    chosen = draw(st.lists(st.tuples(lowered, kinds), max_size=5, unique_by=lambda t: t[0]))
     out = []
     for name, kind in chosen:
         nested = draw(nested_properties()) if kind.startswith("object") else []
