@@ -188,7 +188,7 @@ def _one_measurement_in_two_policies() -> Case:
                  Measurement("rp two", "cpu load", fields, list(point))])  # fmt: skip
 
 
-@settings(max_examples=generated_examples(5))
+@settings(max_examples=generated_examples(4))
 @given(case=cases())
 @example(case=_pinned())
 @example(case=_one_measurement_in_two_policies())
