@@ -51,13 +51,17 @@ class ClickHouseServer:
 
     def query(self, sql: str, **settings: Any) -> str:
         """Run ``sql`` as the test user; the response body as text."""
+        return self.raw(sql, **settings).decode()
+
+    def raw(self, sql: str, **settings: Any) -> bytes:
+        """Run ``sql`` as the test user; the response body as it is."""
         url = self.http + ("?" + urlencode(settings) if settings else "")
         request = urllib.request.Request(url, data=sql.encode(), method="POST")
         request.add_header("X-ClickHouse-User", urlsplit(self.url).username or "default")
         request.add_header("X-ClickHouse-Key", os.environ[CH_PASSWORD_ENV])
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
-                return str(response.read().decode())
+                return bytes(response.read())
         except urllib.error.HTTPError as exc:
             raise AssertionError(f"{sql[:200]}: {exc.read().decode()}") from None
 

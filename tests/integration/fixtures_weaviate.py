@@ -14,11 +14,15 @@ import json
 import math
 import os
 import secrets
+import socket
+import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,7 +65,8 @@ class WeaviateServer:
         return json.loads(raw) if raw.strip() else None
 
     def classes(self) -> dict[str, dict[str, Any]]:
-        return {c["class"]: c for c in self.request("GET", "/v1/schema")["classes"]}
+        schema = self.request("GET", "/v1/schema") or {}
+        return {c["class"]: c for c in schema.get("classes") or []}
 
     def drop(self, name: str) -> None:
         self.request("DELETE", f"/v1/schema/{name}")
@@ -91,6 +96,101 @@ def weaviate_server() -> WeaviateServer:
     except (OSError, AssertionError) as exc:
         _unavailable(f"Weaviate test server at {url} unreachable ({exc})")
     return server
+
+
+def _weaviate_binary() -> Path:
+    """The weaviate-server that scripts/servers/weaviate.sh built and cached."""
+    if os.environ.get("DBFLEET_TEST_WEAVIATE_BIN"):
+        return Path(os.environ["DBFLEET_TEST_WEAVIATE_BIN"])
+    cache = os.environ.get("DBFLEET_TEST_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbfleet-test-servers"
+    )
+    version = os.environ.get("DBFLEET_TEST_WEAVIATE_VERSION", "v1.35.2")
+    return Path(cache) / f"weaviate-{version}" / "weaviate-server"
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.fixture(scope="session")
+def weaviate_private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeaviateServer]:
+    """A Weaviate instance of this test session alone (the cached binary of
+    the shared test server, on free ports, data in a temporary directory):
+    for whole-instance entries (``url`` without a prefix), whose backups,
+    restores and verifies take every collection of the server, which on the
+    shared server would include whatever other tests create meanwhile."""
+    binary = _weaviate_binary()
+    if not os.access(binary, os.X_OK):
+        _unavailable(f"no weaviate-server at {binary} (built by scripts/test-servers.sh)")
+    rest, grpc, gossip, data, raft, raft_rpc = _free_ports(6)
+    home = tmp_path_factory.mktemp("weaviate-private")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+        "AUTHENTICATION_APIKEY_ENABLED": "false",
+        "PERSISTENCE_DATA_PATH": str(home / "data"),
+        "DEFAULT_VECTORIZER_MODULE": "none",
+        "ENABLE_MODULES": "",
+        "API_BASED_MODULES_DISABLED": "true",
+        "DISABLE_TELEMETRY": "true",
+        "GO_PROFILING_DISABLE": "true",
+        "LOG_LEVEL": "warning",
+        "CLUSTER_HOSTNAME": "node1",
+        "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+        "CLUSTER_BIND_ADDR": "127.0.0.1",
+        "CLUSTER_GOSSIP_BIND_PORT": str(gossip),
+        "CLUSTER_DATA_BIND_PORT": str(data),
+        "RAFT_PORT": str(raft),
+        "RAFT_INTERNAL_RPC_PORT": str(raft_rpc),
+        "RAFT_BOOTSTRAP_EXPECT": "1",
+        "RAFT_JOIN": f"node1:{raft_rpc}",
+        "GRPC_PORT": str(grpc),
+        "GOMEMLIMIT": "1GiB",
+    }
+    with open(home / "weaviate.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(binary), "--host", "127.0.0.1", "--port", str(rest), "--scheme", "http"],
+            cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
+    server = WeaviateServer(f"http://127.0.0.1:{rest}", grpc)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                server.request("GET", "/v1/.well-known/ready")
+                break
+            except (OSError, AssertionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = (home / "weaviate.log").read_text(errors="replace")[-2000:]
+                    pytest.fail(f"private Weaviate did not start: {tail}")
+                time.sleep(0.25)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def weaviate_empty_instance(weaviate_private: WeaviateServer) -> Iterator[WeaviateServer]:
+    """The private instance, without any collection before and after."""
+    for name in weaviate_private.classes():
+        weaviate_private.drop(name)
+    yield weaviate_private
+    for name in weaviate_private.classes():
+        weaviate_private.drop(name)
 
 
 @pytest.fixture

@@ -13,11 +13,15 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from dbfleet.engines import influxdb as influxdb_module
 from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.influxdb import InfluxDBEngine
+from dbfleet.engines.influxdb.api import QueryError
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, IntegrityError, UsageError
+from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import SnapshotSource
+from dbfleet.operations.restore import verify_snapshot
 from dbfleet.repo import BackupWriter, Repository, Snapshot, iter_stream
 from dbfleet.repo.pack import pack_name
 from dbfleet.storage import MemoryStorage
@@ -25,10 +29,12 @@ from tests.integration.conftest import BackupFn, restore_as
 from tests.integration.fixtures_influxdb import (
     FUTURE_NS,
     INFLUX_PASSWORD_ENV,
+    START_NS,
     InfluxServer,
     cpu_lines,
     create_sample_database,
 )
+from tests.integration.verify_kit import backup_and_verify, inventory_for
 
 NewName = Callable[[str], str]
 
@@ -313,3 +319,84 @@ def test_an_empty_database_round_trips(
     assert meta.fingerprint == {"tables": {}, "retention_policies": ["autogen", "week"]}
     target = _restore(repo, snapshot, engine.target(influx_databases("empty2")))
     assert compare_fingerprints(meta.fingerprint, target.fingerprint()) == []
+
+
+MAX_FLOAT = 1.7976931348623157e308
+
+
+def test_float_sums_that_overflow_never_make_a_backup_impossible(
+    influx_server: InfluxServer, influx_databases: NewName, repo: Repository,
+    backup: BackupFn, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """100 points of the largest float: their sum is +Inf, which the server
+    cannot encode (``json: unsupported value: +Inf``). The fingerprint hashes
+    values instead of summing them (issue #17, defect 5)."""
+    name = influx_databases("maxf")
+    influx_server.query(f'CREATE DATABASE "{name}"')
+    influx_server.write(name, [
+        f"big,host=h{i % 3} f={MAX_FLOAT!r},g={-MAX_FLOAT!r},i=9223372036854775807i,"
+        f'n=-9223372036854775808i,s="x{i}",b={"true" if i % 2 else "false"} {START_NS + i}'
+        for i in range(100)
+    ])  # fmt: skip
+    engine = engine_for(influx_server.config(name))
+    meta, snapshot = backup(engine)
+    assert meta.fingerprint is not None and "fingerprint_unavailable" not in meta.options
+    table = meta.fingerprint["tables"]["autogen.big"]
+    assert (table["rows"], table["series"]) == (600, 3)
+    target_name = influx_databases("maxf_rt")
+    target = _restore(repo, snapshot, engine.target(target_name))
+    assert compare_fingerprints(meta.fingerprint, target.fingerprint()) == []
+    # a string (which sums never saw) and a float changed: the measurement is named
+    for line in (f'big,host=h1 s="changed" {START_NS + 1}', f"big,host=h2 f=1.5 {START_NS + 2}"):
+        influx_server.write(target_name, [line])
+        (difference,) = compare_fingerprints(meta.fingerprint, target.fingerprint())
+        assert difference.startswith("autogen.big: digest ")
+        target.drop()
+        target = _restore(repo, snapshot, engine.target(target_name))
+    # and through the CLI's own path: backup, then verify into a scratch database
+    done, verified = backup_and_verify(engine.config, monkeypatch)
+    assert verified.ok and verified.differences == [] and verified.tables_compared == 1
+
+
+def test_a_fingerprint_the_server_cannot_compute_leaves_the_backup_and_verify_says_so(
+    influx_server: InfluxServer, influx_databases: NewName, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The decision for a failed fingerprint query (issue #17, defect 5): the
+    backup is kept (the dump is what must not be lost) without a fingerprint,
+    the snapshot records why, and ``verify`` refuses it with that reason
+    instead of passing. A failed dump still fails the backup."""
+    name = influx_databases("nofp")
+    influx_server.query(f'CREATE DATABASE "{name}"')
+    influx_server.write(name, [f"m v={i} {START_NS + i}" for i in range(10)])
+    refusal = "max-select-point limit exceeded: (10/1)"
+
+    def refuse(client: Any, database: str) -> dict[str, Any]:
+        raise QueryError(f"InfluxDB: SELECT * ...: {refusal}")
+
+    monkeypatch.setattr(influxdb_module, "fingerprint", refuse)
+    repos = inventory_for(influx_server.config(name), monkeypatch)
+    (done,) = backup_many(repos, ["db"])
+    assert done.ok, done.error
+    (snapshot,) = repos.for_database("db").list_snapshots()
+    assert snapshot.fingerprint is None
+    assert refusal in snapshot.options["fingerprint_unavailable"]
+    with pytest.raises(UsageError, match="no fingerprint to verify against") as refused:
+        verify_snapshot(repos, "db:latest")
+    assert f"fingerprint unavailable at backup: InfluxDB: SELECT * ...: {refusal}" in str(
+        refused.value
+    )
+
+
+def test_the_fingerprint_sees_the_sign_of_zero(
+    influx_server: InfluxServer, influx_databases: NewName
+) -> None:
+    """The server writes -0.0 as ``-0`` and 0.0 as ``0``; both were 0 to
+    Python's json, so a -0.0 turned 0.0 went unseen."""
+    name = influx_databases("zero")
+    influx_server.query(f'CREATE DATABASE "{name}"')
+    influx_server.write(name, [f"z f=-0.0 {START_NS}"])
+    engine = engine_for(influx_server.config(name))
+    before = engine.fingerprint()
+    influx_server.write(name, [f"z f=0.0 {START_NS}"])
+    (difference,) = compare_fingerprints(before, engine.fingerprint())
+    assert difference.startswith("autogen.z: digest ")

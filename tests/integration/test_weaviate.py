@@ -44,6 +44,7 @@ from tests.integration.fixtures_weaviate import (
     create_sample,
     oid,
 )
+from tests.integration.verify_kit import backup_and_verify
 
 NewPrefix = Callable[[str], str]
 SECRET_ENV = "DBFLEET_TEST_WEAVIATE_KEY"
@@ -335,3 +336,61 @@ def test_whole_instance_stream_is_read_in_pages(
     assert meta.fingerprint is not None
     reference = _engine(weaviate_server.config(source)).fingerprint()
     assert compare_fingerprints(meta.fingerprint, reference) == []
+
+
+def test_whole_instance_backup_restores_under_a_prefix_to_the_bare_instance_and_verifies(
+    weaviate_empty_instance: WeaviateServer, repo: Repository, backup: BackupFn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """``url: http://host:8080`` (no prefix): the backup's prefix is "", and
+    its property types (text, text[], ...) are not collections to rename
+    (issue #17, defect 4). On a private instance: a whole-instance backup
+    takes every collection of the server."""
+    server = weaviate_empty_instance
+    create_sample(server, "")  # Article, Author, Review: no prefix at all
+    server.request("POST", "/v1/schema", {"class": "Empty", "vectorizer": "none",
+                   "properties": [{"name": "note", "dataType": ["text[]"]}]})  # fmt: skip
+    engine = _engine(DatabaseConfig(engine="weaviate", url=server.url))
+    meta, snapshot = backup(engine)
+    fp = meta.fingerprint
+    assert fp is not None and sorted(fp["tables"]) == ["Article", "Author", "Empty", "Review"]
+    assert fp["tables"]["Empty"]["objects"] == 0
+    source_schemas = _schemas(server, "")
+    # verify (the CLI's path): a scratch namespace Dbfleet_..._0_ on the same server
+    _, verified = backup_and_verify(engine.config, monkeypatch)
+    assert verified.ok, verified.differences
+    assert verified.tables_compared == 4 and "Dbfleet_verify" in verified.scratch
+
+    # under a prefix (restore --target Restored_): references to the restored copies
+    restored = _engine(engine.target("Restored_"))
+    _restore(repo, snapshot, restored.config)
+    assert compare_fingerprints(fp, restored.fingerprint()) == []
+    assert _schemas(server, "Restored_") == source_schemas
+    by_name = {p["name"]: p for p in server.classes()["Restored_Article"]["properties"]}
+    assert by_name["writtenBy"]["dataType"] == ["Restored_Author"]
+    article = _get(server, "Restored_Article", oid("article", 3))
+    assert [r["beacon"] for r in article["properties"]["writtenBy"]] == [
+        f"weaviate://localhost/Restored_Author/{oid('author', 3)}",
+        f"weaviate://localhost/Restored_Author/{oid('author', 0)}",
+    ]
+    mentor = _get(server, "Restored_Author", oid("author", AUTHORS - 1))["properties"]["mentor"]
+    assert mentor[0]["beacon"] == f"weaviate://localhost/Restored_Author/{oid('author', 0)}"
+
+    # subsets: the first collection (with the one it references), the middle, the last
+    with pytest.raises(UsageError, match="Author"):
+        _restore(repo, snapshot, engine.target("First_"), tables=("Article",))
+    for prefix, tables in (("First_", ("Article", "Author")), ("Middle_", ("Empty",)),
+                           ("Last_", ("Review",))):  # fmt: skip
+        subset = _engine(engine.target(prefix))
+        _restore(repo, snapshot, subset.config, tables=tables)
+        assert sorted(subset.fingerprint()["tables"]) == sorted(tables)
+        assert compare_fingerprints(fp, subset.fingerprint(), tables) == []
+
+    # the bare instance, after deleting everything (restore --to http://host:8080)
+    for name in server.classes():
+        server.drop(name)
+    _restore(repo, snapshot, engine.config)
+    assert compare_fingerprints(fp, engine.fingerprint()) == []
+    assert _schemas(server, "") == source_schemas
+    beacon = _get(server, "Article", oid("article", 5))["properties"]["writtenBy"][0]["beacon"]
+    assert beacon == f"weaviate://localhost/Author/{oid('author', 5)}"

@@ -69,6 +69,13 @@ class Repositories:
         )
 
 
+def no_fingerprint_reason(snapshot: Snapshot) -> str:
+    """``": <why>"`` when the engine recorded why a snapshot has no
+    fingerprint (option ``fingerprint_unavailable``), else ``""``."""
+    reason = snapshot.options.get("fingerprint_unavailable")
+    return f" (fingerprint unavailable at backup: {reason})" if reason else ""
+
+
 def resolve_database(inventory: Inventory, name: str) -> DatabaseConfig:
     """The config to back up or read ``name``: an inventory entry, or for
     ``<server entry>/<database>`` the server entry pointed at that database."""

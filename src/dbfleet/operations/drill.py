@@ -34,7 +34,12 @@ from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import DbfleetError, UsageError
 from dbfleet.notify import Channel, Event, deliver
-from dbfleet.operations.common import Repositories, SnapshotSource, matches_database
+from dbfleet.operations.common import (
+    Repositories,
+    SnapshotSource,
+    matches_database,
+    no_fingerprint_reason,
+)
 from dbfleet.operations.restore import describe, source_config
 from dbfleet.repo import Repository, Snapshot
 from dbfleet.repo.lock import repository_lock
@@ -161,7 +166,10 @@ def _run(
         return
     if not snapshot.fingerprint:
         result.result, result.error_type = "unsupported", "Unsupported"
-        result.reason = f"snapshot {snapshot.short_id} has no fingerprint to compare against"
+        result.reason = (
+            f"snapshot {snapshot.short_id} has no fingerprint to compare against"
+            + no_fingerprint_reason(snapshot)
+        )
         return
     scratch = scratch_for(repos, source, f"drill_{secrets.token_hex(3)}")
     result.scratch = describe(scratch)

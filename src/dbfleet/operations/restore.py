@@ -21,7 +21,12 @@ from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.names import FILE_ENGINES
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import UsageError
-from dbfleet.operations.common import Repositories, SnapshotSource, resolve_database
+from dbfleet.operations.common import (
+    Repositories,
+    SnapshotSource,
+    no_fingerprint_reason,
+    resolve_database,
+)
 from dbfleet.repo import Snapshot
 
 
@@ -174,7 +179,10 @@ def verify_snapshot(
     if on_total:
         on_total(snapshot.size)
     if not snapshot.fingerprint:
-        raise UsageError(f"snapshot {snapshot.short_id} has no fingerprint to verify against")
+        raise UsageError(
+            f"snapshot {snapshot.short_id} has no fingerprint to verify against"
+            + no_fingerprint_reason(snapshot)
+        )
     source = source_config(repos, snapshot)
     scratch = _scratch_config(repos, source)
     engine = engine_for(scratch)

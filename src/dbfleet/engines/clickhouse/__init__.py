@@ -44,10 +44,16 @@ Backup (see :mod:`dbfleet.engines.clickhouse.http` for the protocol)
       added or changed meanwhile, the backup still succeeds but the table is
       listed in the snapshot's ``changed_during_backup`` option and a warning
       is logged, because then the fingerprint may differ from the stored rows
-      by those inserts (``verify`` would report it). Values that ``cityHash64``
-      takes on every release are hashed in binary; others (Decimal, UUID,
-      Nullable inside arrays, ...) through their text, which depends on the
-      server: compare fingerprints on the same server version and time zone.
+      by those inserts (``verify`` would report it). Every value is hashed
+      in binary (:func:`~dbfleet.engines.clickhouse.schema.value_hash_terms`):
+      numbers, strings, dates and enums as they are; Decimal and UUID as
+      their raw bytes (18.16's text of a Decimal128 can be garbage that
+      depends on how the rows sit in blocks); Nullable as a null flag plus
+      the value, LowCardinality as its plain type, Tuple element by element
+      and arrays of those through ``arrayMap`` (18.16 hashes no Nullable or
+      Tuple inside an Array). Only types without such a rule (Map,
+      AggregateFunction, ...) go through their text, which depends on the
+      server: compare those on the same server version.
     * BACKUP statement: releases from 22.x have ``BACKUP DATABASE ... TO
       Disk/S3``. dbfleet does not use it: it writes to a disk or bucket the
       *server* can reach (not a stream dbfleet could chunk, encrypt and

@@ -214,37 +214,84 @@ def replicated_path_is_shared(create: str, engine: str, source_db: str, target_d
 
 # -- fingerprint expressions ------------------------------------------------
 
-_HASHABLE_TOKENS = {
+# Taken by cityHash64 as they are on every release from 18.16 on, which
+# hashes their binary value (a NaN's bits, -0.0 apart from 0.0,
+# ``DateTime('tz')`` the timestamp, an Enum its number).
+_HASHABLE = {
     "UInt8", "UInt16", "UInt32", "UInt64", "Int8", "Int16", "Int32", "Int64",
     "Float32", "Float64", "String", "FixedString", "Date", "DateTime", "Enum8", "Enum16",
-    "Array", "Tuple",
 }  # fmt: skip
+# Fixed-size values cityHash64 refuses: hashed as their raw bytes
+# (``reinterpretAsString``, little-endian, trailing zero bytes dropped, which
+# is still one string per value of a given width). Never through their text:
+# 18.16's ``toString`` of a Decimal128 can return garbage bytes, differently
+# for the same value depending on how the rows sit in blocks.
+_RAW_BYTES = {
+    "Decimal", "Decimal32", "Decimal64", "Decimal128", "Decimal256", "UUID",
+    "Int128", "UInt128", "Int256", "UInt256",
+}  # fmt: skip
+_NAMED_ELEMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s+(\S.*)\Z", re.S)
 
 
-def _strip_literals(type_name: str) -> str:
-    return re.sub(r"'(?:[^'\\]|\\.)*'", "''", type_name)
+def split_type(type_name: str) -> tuple[str, list[str]]:
+    """``'Array(Tuple(A, B))'`` -> ``('Array', ['Tuple(A, B)'])``: a type's
+    name and its top-level arguments (commas inside quotes or parentheses do
+    not split)."""
+    text = type_name.strip()
+    head, paren, rest = text.partition("(")
+    if not paren or not rest.endswith(")"):
+        return text, []
+    body, args, depth, start, i = rest[:-1], [], 0, 0, 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "'":
+            i = _skip_literal(body, i)
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(body[start:i].strip())
+            start = i + 1
+        i += 1
+    args.append(body[start:].strip())
+    return head.strip(), [a for a in args if a]
 
 
-def _directly_hashable(type_name: str) -> bool:
-    """cityHash64 takes it as it is on every release from 18.16 on (no
-    Nullable, Decimal, UUID, LowCardinality, Map, ...), hashing its binary
-    value. ``DateTime('tz')`` hashes the timestamp, not the text."""
-    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _strip_literals(type_name))
-    return all(w in _HASHABLE_TOKENS for w in words)
+def value_hash_terms(expr: str, type_name: str, depth: int = 1) -> list[str]:
+    """Expressions of types cityHash64 takes on every release (18.16 takes no
+    Nullable, Decimal, UUID, LowCardinality or Tuple inside an Array) that
+    together say exactly what ``expr``, of ``type_name``, holds."""
+    name, args = split_type(type_name)
+    if name in _HASHABLE:
+        return [expr]
+    if name in _RAW_BYTES:
+        return [f"reinterpretAsString({expr})"]
+    if name == "Nullable" and len(args) == 1:
+        return [f"isNull({expr})", *value_hash_terms(f"assumeNotNull({expr})", args[0], depth)]
+    if name == "LowCardinality" and len(args) == 1:
+        # 18.16 mishandles isNull() of a LowCardinality(Nullable): cast first.
+        return value_hash_terms(f"CAST({expr} AS {args[0]})", args[0], depth)
+    if name == "Tuple" and args:
+        terms = []
+        for i, arg in enumerate(args, 1):
+            named = _NAMED_ELEMENT.match(arg)
+            element = named.group(2) if named else arg  # Tuple(a String, ...)
+            terms += value_hash_terms(f"tupleElement({expr}, {i})", element, depth)
+        return terms
+    if name == "Array" and len(args) == 1:
+        var = f"x{depth}"
+        inner = value_hash_terms(var, args[0], depth + 1)
+        return [f"arrayMap({var} -> {term}, {expr})" for term in inner]
+    # Anything else hashes its text form: tuple() so that NULL is text too.
+    # Text may depend on the server: compare fingerprints on one version.
+    return [f"toString(tuple({expr}))"]
 
 
 def column_hash_terms(name: str, type_name: str) -> list[str]:
     """Arguments to ``cityHash64`` that describe one column's value."""
-    col = quote(name)
-    if _directly_hashable(type_name):
-        return [col]
-    inner = re.fullmatch(r"Nullable\((.*)\)", type_name.strip())
-    if inner and _directly_hashable(inner.group(1)):
-        return [f"isNull({col})", f"assumeNotNull({col})"]
-    # Anything else hashes its text form: tuple() so that NULL is text too.
-    # Text depends on the server (time zone for DateTime inside containers,
-    # Decimal trailing zeros): compare fingerprints on one server version.
-    return [f"toString(tuple({col}))"]
+    return value_hash_terms(quote(name), type_name)
 
 
 def fingerprint_sql(db: str, obj: SchemaObject, columns: list[tuple[str, str]]) -> str:

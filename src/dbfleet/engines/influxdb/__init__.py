@@ -34,9 +34,13 @@ Consistency
     the usual case is one changed measurement group.
 Fingerprint
     See :func:`dbfleet.engines.influxdb.api.fingerprint`: per
-    ``rp.measurement`` the field-value count, series count and a digest of
-    per-series counts and numeric sums (``SELECT COUNT(*), SUM(*) ...
-    GROUP BY *``; ``SHOW SERIES CARDINALITY`` is only an estimate in 1.6).
+    ``rp.measurement`` the field-value count, series count and an
+    order-independent digest over every point (tags, time, field values),
+    read with chunked raw queries and hashed by dbfleet (never summed by the
+    server: a sum of valid floats can overflow). If the server fails a
+    fingerprint query, the backup still succeeds, without a fingerprint:
+    the snapshot's ``fingerprint_unavailable`` option has the server's
+    message and ``verify``/``drill`` refuse the snapshot saying so.
 
 Restore (into this engine's database)
     * The streams are materialized into a private temporary directory (the
@@ -57,6 +61,12 @@ Restore (into this engine's database)
       fails the restore; with ``clean`` it is dropped first (``DROP
       MEASUREMENT`` drops it in every retention policy of the target).
     * Users and privileges are server-wide and not restored.
+    * A shard group that starts before the earliest time InfluxDB can
+      represent (points before 1677-09-27 in a weekly group that begins on
+      1677-09-20) comes back from ``influxd restore`` 1.6 with its start
+      wrapped to 2262: its points are all there and the fingerprint
+      matches, but a later write into that time range lands in a new group
+      beside the restored point (two values for one series and time).
 
 InfluxDB 2.x and 3.x (``options.api``, default ``v1``; other values are
 refused until implemented)
@@ -112,6 +122,7 @@ from dbfleet.engines.influxdb.api import (
     check_tcp,
     fingerprint,
     ident,
+    measurements,
     with_database,
 )
 from dbfleet.errors import EngineError, UsageError
@@ -276,7 +287,7 @@ class InfluxDBEngine:
         check_tcp(self.backup_address)
         tool_version = run_tool([influxd, "version"]).strip()
         shards = self._shards(client)
-        before = fingerprint(client, db)
+        before, unavailable = self._fingerprint_or_reason(client)
         entries = []
         meta: bytes | None = None
         with self._staging() as tmp:
@@ -306,21 +317,43 @@ class InfluxDBEngine:
                     "retention_policies": policies}  # fmt: skip
         sink.write_stream("manifest", io.BytesIO(json.dumps(document, indent=1).encode()),
                           "application/json")  # fmt: skip
-        after = fingerprint(client, db)
-        changed = sorted(
-            t for t in set(before["tables"]) | set(after["tables"])
-            if before["tables"].get(t) != after["tables"].get(t)
-        )  # fmt: skip
-        if changed:
-            log.warning("InfluxDB %s changed while it was backed up (%s): the fingerprint "
-                        "is from before the backup", db, ", ".join(changed))  # fmt: skip
+        options: dict[str, Any] = {"database": db, "shards": len(entries)}
+        after, later = self._fingerprint_or_reason(client) if before is not None else (None, None)
+        if before is None or after is None:
+            options["changed_during_backup"] = None  # unknown
+            options["fingerprint_unavailable"] = unavailable or later
+        else:
+            changed = sorted(
+                t for t in set(before["tables"]) | set(after["tables"])
+                if before["tables"].get(t) != after["tables"].get(t)
+            )  # fmt: skip
+            if changed:
+                log.warning("InfluxDB %s changed while it was backed up (%s): the fingerprint "
+                            "is from before the backup", db, ", ".join(changed))  # fmt: skip
+            options["changed_during_backup"] = changed
         return BackupMeta(
             server_version=version,
             tool="influxd backup -portable",
             tool_version=tool_version,
-            fingerprint=before,
-            options={"database": db, "shards": len(entries), "changed_during_backup": changed},
+            # Without the check after the backup the one from before cannot
+            # be trusted to describe the stored data: none rather than a
+            # fingerprint that may report a false mismatch.
+            fingerprint=before if after is not None else None,
+            options=options,
         )
+
+    def _fingerprint_or_reason(self, client: Client) -> tuple[dict[str, Any] | None, str | None]:
+        """The fingerprint, or why the server could not compute it. A failed
+        fingerprint query does not fail the backup (the dump is what must
+        not be lost): the snapshot records ``fingerprint_unavailable`` with
+        the server's message, and ``verify`` refuses it saying so. A server
+        that cannot be reached fails the backup as usual."""
+        try:
+            return fingerprint(client, self.location.database), None
+        except QueryError as exc:
+            log.warning("InfluxDB %s: fingerprint unavailable, the backup goes on without "
+                        "one: %s", self.location.database, exc.message)  # fmt: skip
+            return None, exc.message
 
     # -- restore ---------------------------------------------------------
 
@@ -382,7 +415,7 @@ class InfluxDBEngine:
         deadline = time.monotonic() + READY_SECONDS
         while True:
             try:
-                fingerprint(client, database)
+                measurements(client, database)
                 return
             except QueryError as exc:
                 loading = any(text in exc.message for text in LOADING_ERRORS)
@@ -406,7 +439,7 @@ class InfluxDBEngine:
             self._restore_dir(influxd, document, temporary, Path(tmp))
         try:
             self._wait_ready(client, temporary)
-            available = fingerprint(client, temporary)["tables"]
+            available = measurements(client, temporary)
             selected: list[str] = []
             for name in options.tables:
                 found = [t for t in available if t == name or t.split(".", 1)[1] == name]
@@ -419,7 +452,7 @@ class InfluxDBEngine:
             if not exists:
                 client.query(f"CREATE DATABASE {ident(target)}")
             self._copy_policies(client, temporary, target, created=not exists)
-            present = fingerprint(client, target)["tables"] if exists else {}
+            present = measurements(client, target) if exists else {}
             clash = [t for t in selected if t in present]
             if clash and not options.clean:
                 raise EngineError(

@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -20,6 +21,8 @@ from dbfleet.engines._shared.http_url import parse_http_url
 from dbfleet.errors import EngineError
 
 DEFAULT_PORTS = {"http": 8086, "https": 8086}
+CHUNK_POINTS = 10_000
+DIGEST_MOD = 1 << 128
 # Every representable time: InfluxQL would otherwise end raw queries at now().
 ALL_TIME = "time >= -9223372036854775806 AND time <= 9223372036854775806"
 
@@ -78,33 +81,40 @@ class Client:
         self._ca_file = ca_file
         self._password_hint = password_hint
 
-    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any, bytes]:
+    def _connection(self) -> http.client.HTTPConnection:
         loc = self.location
-        conn: http.client.HTTPConnection
         if loc.scheme == "https":
             context = ssl.create_default_context(cafile=self._ca_file)
-            conn = http.client.HTTPSConnection(
+            return http.client.HTTPSConnection(
                 loc.host, loc.port, timeout=self._timeout, context=context
             )
-        else:
-            conn = http.client.HTTPConnection(loc.host, loc.port, timeout=self._timeout)
+        return http.client.HTTPConnection(loc.host, loc.port, timeout=self._timeout)
+
+    def _headers(self, body: bytes | None) -> dict[str, str]:
         headers = {"User-Agent": "dbfleet"}
-        if loc.user is not None:
-            token = base64.b64encode(f"{loc.user}:{self._password or ''}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
+        if self.location.user is not None:
+            secret = f"{self.location.user}:{self._password or ''}"
+            headers["Authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return headers
+
+    def _unreachable(self, exc: BaseException) -> EngineError:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return EngineError(
+            f"cannot reach InfluxDB at {self.location.host}:{self.location.port}: {reason}",
+            hint="check that the server is running and the url's host and port",
+        )
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any, bytes]:
+        conn = self._connection()
         try:
-            conn.request(method, path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=self._headers(body))
             response = conn.getresponse()
             data = response.read()
             return response.status, response, data
         except (http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise EngineError(
-                f"cannot reach InfluxDB at {loc.host}:{loc.port}: {reason}",
-                hint="check that the server is running and the url's host and port",
-            ) from None
+            raise self._unreachable(exc) from None
         finally:
             conn.close()
 
@@ -118,8 +128,18 @@ class Client:
         if database:
             params["db"] = database
         status, _, data = self._request("POST", "/query", urlencode(params).encode())
+        return self._series(statement, status, data)
+
+    def _series(
+        self, statement: str, status: int, data: bytes, exact: bool = False
+    ) -> list[dict[str, Any]]:
+        """The series of one answer (a whole one, or one chunk of a chunked
+        answer); ``QueryError`` for an error the server put in it. ``exact``:
+        numbers as ``["n", text]`` with the server's own text (``-0`` and
+        ``0`` are different floats, which Python's ``json`` makes both 0)."""
         try:
-            doc = json.loads(data) if data else {}
+            numbers: dict[str, Any] = {"parse_int": _number, "parse_float": _number}
+            doc = json.loads(data, **(numbers if exact else {})) if data else {}
         except ValueError:
             doc = {"error": data[:500].decode(errors="replace")}
         error = doc.get("error")
@@ -141,8 +161,42 @@ class Client:
         series: list[dict[str, Any]] = results[0].get("series") or []
         return series
 
+    def query_chunks(
+        self, statement: str, database: str, chunk_size: int = CHUNK_POINTS, exact: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The series of a chunked answer, as they come: at most about
+        ``chunk_size`` points in memory (a series longer than that arrives
+        in several pieces, one after another). Chunked answers have no row
+        limit (``max-row-limit`` truncates only whole answers). ``exact``:
+        see :meth:`_series`."""
+        params = {"q": statement, "epoch": "ns", "db": database, "chunked": "true",
+                  "chunk_size": str(chunk_size)}  # fmt: skip
+        body = urlencode(params).encode()
+        conn = self._connection()
+        try:
+            try:
+                conn.request("POST", "/query", body=body, headers=self._headers(body))
+                response = conn.getresponse()
+            except (http.client.HTTPException, OSError) as exc:
+                raise self._unreachable(exc) from None
+            while True:
+                try:
+                    line = response.readline()
+                except (http.client.HTTPException, OSError) as exc:
+                    raise self._unreachable(exc) from None
+                if not line:
+                    return
+                if line.strip():
+                    yield from self._series(statement, response.status, line, exact)
+        finally:
+            conn.close()
+
     def values(self, statement: str, database: str | None = None) -> list[list[Any]]:
         return [v for s in self.query(statement, database) for v in s.get("values") or []]
+
+
+def _number(text: str) -> list[str]:
+    return ["n", text]
 
 
 def check_tcp(address: str, timeout: float = 5) -> None:
@@ -161,43 +215,86 @@ def check_tcp(address: str, timeout: float = 5) -> None:
         ) from None
 
 
+def measurements(client: Client, database: str) -> dict[str, int]:
+    """``"rp.measurement"`` -> its number of field values, for every
+    measurement with data. One ``COUNT(*)`` per retention policy: cheap, and
+    it touches every shard (see ``InfluxDBEngine._wait_ready``)."""
+    found: dict[str, int] = {}
+    for rp in sorted(str(v[0]) for v in client.values(
+            f"SHOW RETENTION POLICIES ON {ident(database)}")):  # fmt: skip
+        statement = f"SELECT COUNT(*) FROM {ident(rp)}./.*/ WHERE {ALL_TIME}"
+        for series in client.query(statement, database):
+            for value in series.get("values") or []:
+                count = sum(int(v) for v in value[1:] if v is not None)
+                if count:
+                    found[f"{rp}.{series['name']}"] = count
+    return found
+
+
+@dataclass
+class _MeasurementPrint:
+    rows: int = 0
+    series: int = 0
+    digest: int = 0
+    last_series: bytes | None = None
+
+    def add_series(self, series: dict[str, Any]) -> None:
+        # Tag keys of the measurement's other series show up with "" (= absent).
+        tags = {k: v for k, v in (series.get("tags") or {}).items() if v}
+        key = _canonical(tags)
+        if key != self.last_series:  # a long series arrives in consecutive pieces
+            self.series += 1
+            self.last_series = key
+        fields = series["columns"][1:]
+        for point in series.get("values") or []:
+            values = sorted((f, v) for f, v in zip(fields, point[1:], strict=True) if v is not None)
+            self.rows += len(values)
+            h = hashlib.blake2b(key + b"\0" + str(point[0]).encode() + b"\0", digest_size=16)
+            h.update(_canonical(values))
+            self.digest = (self.digest + int.from_bytes(h.digest(), "big")) % DIGEST_MOD
+
+    def entry(self, types: list[list[Any]]) -> dict[str, Any]:
+        h = hashlib.blake2b(_canonical(types), digest_size=16)
+        h.update(self.digest.to_bytes(16, "big"))
+        return {"rows": self.rows, "series": self.series, "digest": h.hexdigest()}
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def fingerprint(client: Client, database: str) -> dict[str, Any]:
     """Per retention policy and measurement (``"rp.measurement"``): ``rows``,
     the number of field values (InfluxDB stores each field of a point
-    separately), ``series``, and ``digest``: SHA-256 over the sorted series
-    keys with, per series and field, the value count and the sum of numeric
-    values, plus the measurement's field types. Strings and booleans count,
-    but their values are not summed."""
-    types: dict[str, list[list[Any]]] = {}
-    for series in client.query(f"SHOW FIELD KEYS ON {ident(database)}"):
-        types[series["name"]] = sorted(series.get("values") or [])
+    separately), ``series``, and ``digest``: the measurement's field types
+    and the sum (mod 2^128) of a BLAKE2b-128 per point over its tags, its
+    timestamp and its field values as the server writes them in JSON: the
+    number text itself (shortest round-trip for floats, so exact; ``-0``
+    apart from ``0``).
+
+    Every point is read, measurement by measurement, with chunked raw
+    queries (bounded memory, no row limit). Values are hashed, never summed
+    by the server: ``SUM()`` of valid floats can overflow to +Inf, which the
+    server cannot even encode in its answer, and would not see a changed
+    string or boolean at all."""
     policies = [str(v[0]) for v in client.values(f"SHOW RETENTION POLICIES ON {ident(database)}")]
     tables: dict[str, Any] = {}
     for rp in sorted(policies):
-        per: dict[str, list[str]] = {}
-        rows: dict[str, int] = {}
-        statement = f"SELECT COUNT(*), SUM(*) FROM {ident(rp)}./.*/ WHERE {ALL_TIME} GROUP BY *"
-        for series in client.query(statement, database):
-            name = series["name"]
-            columns = series["columns"][1:]
-            for value in series.get("values") or []:
-                cells = dict(zip(columns, value[1:], strict=True))
-                rows[name] = rows.get(name, 0) + sum(
-                    int(v) for k, v in cells.items() if k.startswith("count_") and v is not None
-                )
-                # Tag keys of other measurements show up with "" (= absent).
-                tags = json.dumps({k: v for k, v in (series.get("tags") or {}).items() if v},
-                                  sort_keys=True)  # fmt: skip
-                per.setdefault(name, []).append(
-                    tags + json.dumps(sorted((k, v) for k, v in cells.items() if v is not None))
-                )
-        for name, lines in per.items():
-            digest = hashlib.sha256(json.dumps(types.get(name, [])).encode())
-            for line in sorted(lines):
-                digest.update(line.encode() + b"\n")
-            tables[f"{rp}.{name}"] = {
-                "rows": rows[name],
-                "series": len(lines),
-                "digest": digest.hexdigest()[:32],
-            }
+        # Per retention policy: without FROM, SHOW FIELD KEYS answers for
+        # the default policy only, whose types then stood for every policy
+        # (a restore of another policy's measurement alone never matched).
+        types: dict[str, list[list[Any]]] = {}
+        for series in client.query(
+            f"SHOW FIELD KEYS ON {ident(database)} FROM {ident(rp)}./.*/"
+        ):
+            types[series["name"]] = sorted(series.get("values") or [])
+        for name in sorted(types):
+            statement = (
+                f"SELECT * FROM {ident(rp)}.{ident(name)} WHERE {ALL_TIME} GROUP BY *"
+            )
+            measurement = _MeasurementPrint()
+            for series in client.query_chunks(statement, database, exact=True):
+                measurement.add_series(series)
+            if measurement.rows:
+                tables[f"{rp}.{name}"] = measurement.entry(types.get(name, []))
     return {"tables": tables, "retention_policies": sorted(policies)}

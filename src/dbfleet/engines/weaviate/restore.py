@@ -166,7 +166,12 @@ class Restore:
         """Every collection a reference property points at will exist."""
         for prop in entry["config"].get("properties") or []:
             types = list(prop.get("dataType") or [])
-            missing = [t for t in map(rename, types) if is_reference(types) and t not in available]
+            if not is_reference(types):
+                # text, int[], ...: not collections. Renaming them as if they
+                # were failed every restore of a whole-instance backup
+                # (prefix "") with "collection 'text' needs a prefix".
+                continue
+            missing = [t for t in map(rename, types) if t not in available]
             if missing:
                 raise UsageError(
                     f"{entry['name']}.{prop['name']} references {', '.join(missing)}, which "
