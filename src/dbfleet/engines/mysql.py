@@ -78,9 +78,18 @@ Restore of tables (``tables=("orders", ...)``: table or sequence names)
     anyway (checks are off). Conflict check and ``clean`` as above, for the
     selected tables only.
 
+Values the dump tools cannot carry: FLOAT values with more than 6
+significant digits (the tools write 6) and ENUM/SET members with 4-byte
+characters (``SHOW CREATE TABLE`` writes them as ``?``) are restored
+changed, and no fingerprint of the dump can tell the first. The backup checks
+for them (one scan of each table with such columns; option ``check_lossy:
+false`` skips it), warns, and records ``options.lossy_columns`` (table ->
+column -> why) in the snapshot. DEFAULT values and COMMENTs with 4-byte
+characters lose them the same way (not checked).
+
 Options (``options:``): ``bin_dir`` (where the client tools live),
 ``connect_timeout`` (seconds, default 10), ``no_definer``,
-``binlog_position``. URL parameters: ``socket``, ``ssl_ca``, ``ssl_cert``,
+``binlog_position``, ``check_lossy``. URL parameters: ``socket``, ``ssl_ca``, ``ssl_cert``,
 ``ssl_key``.
 
 Secrets: the password reaches the tools only through a temporary option
@@ -122,6 +131,7 @@ from dbfleet.engines.mysql_server import (
     connect_error,
     existing_objects,
     health_details,
+    lossy_columns,
     restore_hint,
     server_info,
     with_dbname,
@@ -132,7 +142,7 @@ from dbfleet.secrets import secret_from
 
 log = logging.getLogger(__name__)
 
-OPTIONS = {"bin_dir", "connect_timeout", "no_definer", "binlog_position"}
+OPTIONS = {"bin_dir", "connect_timeout", "no_definer", "binlog_position", "check_lossy"}
 SYSTEM_DATABASES = {"mysql", "information_schema", "performance_schema", "sys"}
 MAX_NAME_CHARS = 64
 CATALOG_FORMAT = 1
@@ -249,6 +259,16 @@ class MySQLEngine:
         with self._connect() as conn:
             info = server_info(conn, loc.dbname)
             globals_sql = read_globals(conn, info) if self.config.globals else None
+            lossy: dict[str, dict[str, str]] = {}
+            if self.config.options.get("check_lossy", True) is not False:
+                try:
+                    lossy = lossy_columns(conn, loc.dbname)
+                except pymysql.Error as exc:  # e.g. a server without CAST(... AS FLOAT)
+                    log.warning("%s: columns not checked for loss: %s", loc.dbname, exc.args[-1])
+        for table, columns in lossy.items():
+            for column, why in columns.items():
+                log.warning("%s: column %s of table %s holds %s: they will be restored changed",
+                            loc.dbname, column, table, why)  # fmt: skip
         tool = self._tool("dump")
         binlog = info.log_bin and self.config.options.get("binlog_position", True) is not False
         argv = tool.dump_args(info, binlog=binlog)
@@ -296,6 +316,7 @@ class MySQLEngine:
                 "binlog_position": bool(binlog),
                 "database_size_bytes": info.size,
                 "dump_bytes": scanner.size,
+                **({"lossy_columns": lossy} if lossy else {}),
             },
         )
 
