@@ -123,6 +123,8 @@ def tables(draw: st.DrawFn) -> list[Table]:
         out.append(Table(name, cols, rows, primary_key=draw(st.booleans()),
                          generated=draw(st.booleans()),
                          engine=draw(st.sampled_from(["InnoDB", "InnoDB", "MyISAM"]))))  # fmt: skip
+    if not any(t.rows for t in out):  # one row somewhere, for the changed-value check
+        out[-1].rows.append(_row(draw, 1, out[-1].columns))
     return out
 
 
@@ -274,13 +276,9 @@ def check_round_trip(server: MySQLServer, names: Callable[[str], str], case: lis
             assert _exact(restored.values(table), table) == _exact(expected[table.name], table)
 
     # one value changed in the restored copy: the fingerprint names that table
-    changed = next((t for t in case if t.rows), case[0])
+    changed = next(t for t in case if t.rows)
     with server.connect(copy) as conn, conn.cursor() as cur:
-        if changed.rows:
-            cur.execute(f"UPDATE {quote(changed.name)} SET `rid` = -`rid` - 5000000 LIMIT 1")
-        else:
-            cur.execute("SET SESSION sql_mode = ''")
-            cur.execute(f"INSERT INTO {quote(changed.name)} (`rid`) VALUES (-1)")
+        cur.execute(f"UPDATE {quote(changed.name)} SET `rid` = -`rid` - 5000000 LIMIT 1")
     actual = engine_for(repos.inventory.databases["src"]).target(copy)
     differences = compare_fingerprints(snapshot.fingerprint or {}, engine_for(actual).fingerprint())
     assert _tables_named(differences) == visible | {changed.name}, differences
@@ -307,7 +305,7 @@ LOSSY = [
 ]  # fmt: skip
 
 
-@settings(max_examples=generated_examples(5))
+@settings(max_examples=generated_examples(4))
 @given(case=tables())
 @example(case=LOSSY)
 def test_generated_round_trip(
