@@ -85,7 +85,10 @@ changed, and no fingerprint of the dump can tell the first. The backup checks
 for them (one scan of each table with such columns; option ``check_lossy:
 false`` skips it), warns, and records ``options.lossy_columns`` (table ->
 column -> why) in the snapshot. DEFAULT values and COMMENTs with 4-byte
-characters lose them the same way (not checked).
+characters lose them the same way (not checked). Tables whose names hold a
+line break are dumped and restored, but the tools write the name across
+lines, so the dump's fingerprint does not see their rows and ``--table``
+cannot find them: warned, recorded as ``options.unfingerprinted_tables``.
 
 Options (``options:``): ``bin_dir`` (where the client tools live),
 ``connect_timeout`` (seconds, default 10), ``no_definer``,
@@ -132,6 +135,7 @@ from dbfleet.engines.mysql_server import (
     existing_objects,
     health_details,
     lossy_columns,
+    names_with_line_breaks,
     restore_hint,
     server_info,
     with_dbname,
@@ -259,16 +263,7 @@ class MySQLEngine:
         with self._connect() as conn:
             info = server_info(conn, loc.dbname)
             globals_sql = read_globals(conn, info) if self.config.globals else None
-            lossy: dict[str, dict[str, str]] = {}
-            if self.config.options.get("check_lossy", True) is not False:
-                try:
-                    lossy = lossy_columns(conn, loc.dbname)
-                except pymysql.Error as exc:  # e.g. a server without CAST(... AS FLOAT)
-                    log.warning("%s: columns not checked for loss: %s", loc.dbname, exc.args[-1])
-        for table, columns in lossy.items():
-            for column, why in columns.items():
-                log.warning("%s: column %s of table %s holds %s: they will be restored changed",
-                            loc.dbname, column, table, why)  # fmt: skip
+            caveats = self._caveats(conn)
         tool = self._tool("dump")
         binlog = info.log_bin and self.config.options.get("binlog_position", True) is not False
         argv = tool.dump_args(info, binlog=binlog)
@@ -316,9 +311,31 @@ class MySQLEngine:
                 "binlog_position": bool(binlog),
                 "database_size_bytes": info.size,
                 "dump_bytes": scanner.size,
-                **({"lossy_columns": lossy} if lossy else {}),
+                **caveats,
             },
         )
+
+    def _caveats(self, conn: pymysql.connections.Connection[Any]) -> dict[str, Any]:
+        """What the dump will not carry as it is (see the module docstring):
+        logged as warnings, and returned for the snapshot's options."""
+        dbname = self.location.dbname
+        found: dict[str, Any] = {}
+        if self.config.options.get("check_lossy", True) is not False:
+            try:
+                if lossy := lossy_columns(conn, dbname):
+                    found["lossy_columns"] = lossy
+            except pymysql.Error as exc:  # e.g. a server without CAST(... AS FLOAT)
+                log.warning("%s: columns not checked for loss: %s", dbname, exc.args[-1])
+        for table, columns in found.get("lossy_columns", {}).items():
+            for column, why in columns.items():
+                log.warning("%s: column %s of table %s holds %s: they will be restored changed",
+                            dbname, column, table, why)  # fmt: skip
+        if unreadable := names_with_line_breaks(conn, dbname):
+            found["unfingerprinted_tables"] = unreadable
+            log.warning("%s: table(s) %s: a name with a line break is not fingerprinted (and "
+                        "cannot be restored alone); rename it", dbname,
+                        ", ".join(repr(n) for n in unreadable))  # fmt: skip
+        return found
 
     # -- restore ---------------------------------------------------------
 

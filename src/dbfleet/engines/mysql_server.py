@@ -409,6 +409,19 @@ def lossy_columns(conn: Connection, dbname: str) -> dict[str, dict[str, str]]:
     return found
 
 
+def names_with_line_breaks(conn: Connection, dbname: str) -> list[str]:
+    """Tables and views whose names hold a line break: the dump tools write
+    such names unescaped across lines, where the dump's line-based reading
+    (fingerprint, ``--table``) cannot follow them."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+            " AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY 1",
+            (dbname, "%\n%", "%\r%"),
+        )
+        return [str(row[0]) for row in cur.fetchall()]
+
+
 def restore_hint(message: str) -> str | None:
     if "ERROR 1419" in message:
         return (
