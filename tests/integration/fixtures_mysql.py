@@ -9,21 +9,36 @@ keep intact (binary, JSON, BIT, ENUM/SET, generated columns, utf8mb4, awkward
 strings), a sequence used as a default, a foreign key, a table without a
 primary key, a MyISAM table, a view, a trigger, a procedure, a function and
 an event.
+
+``mysql_binlog_server`` is a private ``mariadbd`` for the point-in-time
+tests, which flush, purge and read its binary log (on the shared server that
+log would be large and written to by every other test), and
+``mysql_binlog_repos`` an inventory entry ``shop`` on it.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pymysql
 import pytest
 
-from dbfleet.config import DatabaseConfig
-from tests.integration.conftest import DatabaseNames, _load_env_file, _unavailable
+from dbfleet.config import DatabaseConfig, Inventory, parse_inventory
+from dbfleet.operations.common import Repositories
+from dbfleet.operations.repository import init_repository
+from tests.integration.conftest import FAST_KDF, DatabaseNames, _load_env_file, _unavailable
 
 MYSQL_PASSWORD_ENV = "DBFLEET_TEST_MYSQL_PASSWORD"
 MYSQL_APP_PASSWORD_ENV = "DBFLEET_TEST_MYSQL_APP_PASSWORD"
@@ -169,3 +184,142 @@ def mysql_source(mysql_server: MySQLServer, mysql_databases: Callable[[str], str
     name = mysql_databases("src")
     create_rich_database(mysql_server, name)
     return MySQLDatabase(name, mysql_server.config(name))
+
+
+# -- a private server for the binlog (point-in-time) tests --------------------
+
+MARIADBD = "/usr/sbin/mariadbd"
+ADMIN_PASSWORD_ENV = "DBFLEET_TEST_PITR_MYSQL_PASSWORD"
+REPO_PASSWORD_ENV = "DBFLEET_TEST_PITR_REPO_PW"
+
+
+@dataclass
+class BinlogServer:
+    """A private ``mariadbd`` with its binary log in ``binlog_dir`` (admin
+    account ``pitr``), for the tests that flush, purge and read binlogs."""
+
+    port: int
+    binlog_dir: Path
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"mysql://pitr@127.0.0.1:{self.port}"
+
+    def connect(self, dbname: str | None = None) -> pymysql.connections.Connection[Any]:
+        return pymysql.connect(
+            host="127.0.0.1", port=self.port, user="pitr", password=self.password,
+            database=dbname, autocommit=True,
+        )  # fmt: skip
+
+    def execute(self, sql: str, dbname: str | None = None, args: Any = None) -> list[Any]:
+        with self.connect(dbname) as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def rows(self, dbname: str, table: str = "orders") -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.execute(f"SELECT * FROM `{table}` ORDER BY 1", dbname)]
+
+    def now(self) -> float:
+        """The server's clock (binlog events carry its time, in whole seconds)."""
+        return float(self.execute("SELECT UNIX_TIMESTAMP(NOW(6))")[0][0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def mysql_binlog_server() -> Iterator[BinlogServer]:
+    """Started once, on first use: its binlog is not shared with the other tests."""
+    install = shutil.which("mariadb-install-db")
+    if not os.access(MARIADBD, os.X_OK) or not install or not shutil.which("mariadb-binlog"):
+        _unavailable("MariaDB server binaries missing (mariadb-server, mariadb-client)")
+    assert install is not None
+    base = Path(tempfile.mkdtemp(prefix="dbfleet-pitr-mysql-"))
+    as_root = os.geteuid() == 0
+    run_as = ["runuser", "-u", "mysql", "--"] if as_root else []
+    os_user = "mysql" if as_root else getpass.getuser()
+    (base / "binlog").mkdir()
+    port = _free_port()
+    (base / "my.cnf").write_text(
+        f"[mariadbd]\ndatadir={base}/data\nsocket={base}/sock\npid-file={base}/pid\n"
+        f"bind-address=127.0.0.1\nport={port}\nskip-name-resolve\nlog-error={base}/err.log\n"
+        f"server-id=7\nlog-bin={base}/binlog/mb\nbinlog-format=ROW\ngtid-strict-mode=ON\n"
+        "innodb-buffer-pool-size=64M\ninnodb-log-file-size=16M\nperformance-schema=OFF\n"
+        "innodb-flush-log-at-trx-commit=2\nsync-binlog=0\n"
+        + (f"user={os_user}\n" if as_root else "")
+    )
+    if as_root:
+        shutil.chown(base, "mysql", "mysql")
+        shutil.chown(base / "binlog", "mysql", "mysql")
+    cnf = f"--defaults-file={base}/my.cnf"
+    root_sql = ["mariadb", "--no-defaults", f"--socket={base}/sock", "-u", getpass.getuser()]
+    proc = None
+    try:
+        owner = [f"--user={os_user}"] if as_root else [f"--auth-root-socket-user={os_user}"]
+        subprocess.run([install, cnf, "--skip-test-db", "--auth-root-authentication-method=socket",
+                        *owner], check=True, capture_output=True)  # fmt: skip
+        proc = subprocess.Popen([*run_as, MARIADBD, cnf], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # fmt: skip
+        password = secrets.token_hex(8)
+        grant = (f"CREATE USER pitr@'%' IDENTIFIED BY '{password}';"
+                 "GRANT ALL ON *.* TO pitr@'%' WITH GRANT OPTION;")  # fmt: skip
+        for _ in range(120):
+            done = subprocess.run(root_sql, input=grant.encode(), capture_output=True)
+            if done.returncode == 0:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"mariadbd exited: {(base / 'err.log').read_text()[-2000:]}")
+            time.sleep(0.25)
+        else:
+            pytest.fail("mariadbd did not accept connections within 30 s")
+        os.environ[ADMIN_PASSWORD_ENV] = password
+        yield BinlogServer(port, base / "binlog", password)
+    finally:
+        os.environ.pop(ADMIN_PASSWORD_ENV, None)
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def binlog_inventory(server: BinlogServer, dbname: str, repo_url: str) -> Inventory:
+    return parse_inventory({
+        "repositories": {"r": {"url": repo_url, "passphrase_env": REPO_PASSWORD_ENV},
+                         "off": {"url": f"{repo_url}-off", "passphrase_env": REPO_PASSWORD_ENV}},
+        "databases": {"shop": {"engine": "mysql", "url": f"{server.url}/{dbname}",
+                               "password_env": ADMIN_PASSWORD_ENV, "repository": "r",
+                               "copy_to": ["off"]}},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def mysql_binlog_repos(
+    mysql_binlog_server: BinlogServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Repositories]:
+    """Entry ``shop`` (table ``orders``) on the private server, with
+    repositories ``r`` and its ``copy_to`` ``off`` in memory; the entry's
+    databases (``shop_<hex>...``) are dropped afterwards."""
+    server = mysql_binlog_server
+    monkeypatch.setenv(REPO_PASSWORD_ENV, "pitr-test")
+    dbname = f"shop_{secrets.token_hex(3)}"
+    server.execute(f"CREATE DATABASE {dbname}")
+    server.execute("CREATE TABLE orders (id INT PRIMARY KEY, label VARCHAR(20), qty INT)", dbname)
+    inventory = binlog_inventory(server, dbname, f"memory://pitr-{dbname}")
+    init_repository(inventory, "r", kdf=FAST_KDF)
+    init_repository(inventory, "off", kdf=FAST_KDF)
+    yield Repositories(inventory)
+    for (name,) in server.execute("SHOW DATABASES LIKE %s", args=(f"{dbname}%",)):
+        server.execute(f"DROP DATABASE `{name}`")
+
+
+def binlog_dbname(repos: Repositories) -> str:
+    return str(repos.inventory.databases["shop"].url).rsplit("/", 1)[1]

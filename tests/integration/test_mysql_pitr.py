@@ -1,9 +1,10 @@
 """MySQL/MariaDB point-in-time recovery against a real MariaDB server.
 
 A private ``mariadbd`` (Debian's binary, its own data and binlog directory,
-run as the ``mysql`` user when the tests run as root) is started for this
-module: the tests flush and read its binary logs, which on the shared test
-server would be large and written to by other tests at the same time.
+run as the ``mysql`` user when the tests run as root; ``mysql_binlog_server``
+in fixtures_mysql.py): the tests flush and read its binary logs, which on
+the shared test server would be large and written to by other tests at the
+same time.
 
 The shape of the PostgreSQL test: rows written at t1, t2 and t3 (more than
 a second apart, binlog timestamps have one-second resolution), binlogs
@@ -13,22 +14,13 @@ and not the t3 rows; ``latest`` has all of them.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import secrets
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pymysql
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -36,6 +28,13 @@ from typer.testing import CliRunner
 from dbfleet.cli import main as cli_main
 from dbfleet.config import Inventory, load_inventory, parse_inventory
 from dbfleet.engines.mysql import cli as pitr_mysql
+from dbfleet.engines.mysql.binlog import (
+from dbfleet.engines.mysql import cli as pitr_mysql
+from dbfleet.config import load_inventory
+from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
+from dbfleet.operations.backup import backup_database
+from dbfleet.operations.common import Repositories
+from dbfleet.operations.repository import init_repository
 from dbfleet.engines.mysql.binlog import (
     STREAM,
     capture_binlogs,
@@ -48,140 +47,28 @@ from dbfleet.operations.backup import backup_database
 from dbfleet.operations.common import Repositories
 from dbfleet.operations.repository import init_repository
 from dbfleet.repo import Snapshot, iter_stream
-from tests.integration.conftest import _unavailable
+from tests.integration.conftest import FAST_KDF
+from tests.integration.fixtures_mysql import (
+    ADMIN_PASSWORD_ENV,
+    REPO_PASSWORD_ENV,
+    BinlogServer,
+    binlog_dbname,
+)
 
 pytestmark = pytest.mark.mysql
 
-MARIADBD = "/usr/sbin/mariadbd"
-ADMIN_PASSWORD_ENV = "DBFLEET_TEST_PITR_MYSQL_PASSWORD"
-REPO_PASSWORD_ENV = "DBFLEET_TEST_PITR_REPO_PW"
-FAST_KDF = {"n": 2**10, "r": 8, "p": 1}
 
-
-@dataclass
-class Server:
-    port: int
-    binlog_dir: Path
-    password: str
-
-    @property
-    def url(self) -> str:
-        return f"mysql://pitr@127.0.0.1:{self.port}"
-
-    def connect(self, dbname: str | None = None) -> pymysql.connections.Connection[Any]:
-        return pymysql.connect(
-            host="127.0.0.1", port=self.port, user="pitr", password=self.password,
-            database=dbname, autocommit=True,
-        )  # fmt: skip
-
-    def execute(self, sql: str, dbname: str | None = None, args: Any = None) -> list[Any]:
-        with self.connect(dbname) as conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    install = shutil.which("mariadb-install-db")
-    if not os.access(MARIADBD, os.X_OK) or not install or not shutil.which("mariadb-binlog"):
-        _unavailable("MariaDB server binaries missing (mariadb-server, mariadb-client)")
-    assert install is not None
-    base = Path(tempfile.mkdtemp(prefix="dbfleet-pitr-mysql-"))
-    as_root = os.geteuid() == 0
-    run_as = ["runuser", "-u", "mysql", "--"] if as_root else []
-    os_user = "mysql" if as_root else getpass.getuser()
-    (base / "binlog").mkdir()
-    port = _free_port()
-    (base / "my.cnf").write_text(
-        f"[mariadbd]\ndatadir={base}/data\nsocket={base}/sock\npid-file={base}/pid\n"
-        f"bind-address=127.0.0.1\nport={port}\nskip-name-resolve\nlog-error={base}/err.log\n"
-        f"server-id=7\nlog-bin={base}/binlog/mb\nbinlog-format=ROW\ngtid-strict-mode=ON\n"
-        "innodb-buffer-pool-size=64M\ninnodb-log-file-size=16M\nperformance-schema=OFF\n"
-        "innodb-flush-log-at-trx-commit=2\nsync-binlog=0\n"
-        + (f"user={os_user}\n" if as_root else "")
-    )
-    if as_root:
-        shutil.chown(base, "mysql", "mysql")
-        shutil.chown(base / "binlog", "mysql", "mysql")
-    cnf = f"--defaults-file={base}/my.cnf"
-    root_sql = ["mariadb", "--no-defaults", f"--socket={base}/sock", "-u", getpass.getuser()]
-    proc = None
-    try:
-        owner = [f"--user={os_user}"] if as_root else [f"--auth-root-socket-user={os_user}"]
-        subprocess.run([install, cnf, "--skip-test-db", "--auth-root-authentication-method=socket",
-                        *owner], check=True, capture_output=True)  # fmt: skip
-        proc = subprocess.Popen([*run_as, MARIADBD, cnf], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)  # fmt: skip
-        password = secrets.token_hex(8)
-        grant = (f"CREATE USER pitr@'%' IDENTIFIED BY '{password}';"
-                 "GRANT ALL ON *.* TO pitr@'%' WITH GRANT OPTION;")  # fmt: skip
-        for _ in range(120):
-            done = subprocess.run(root_sql, input=grant.encode(), capture_output=True)
-            if done.returncode == 0:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"mariadbd exited: {(base / 'err.log').read_text()[-2000:]}")
-            time.sleep(0.25)
-        else:
-            pytest.fail("mariadbd did not accept connections within 30 s")
-        os.environ[ADMIN_PASSWORD_ENV] = password
-        yield Server(port, base / "binlog", password)
-    finally:
-        os.environ.pop(ADMIN_PASSWORD_ENV, None)
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _inventory(server: Server, dbname: str, repo_url: str) -> Inventory:
-    return parse_inventory({
-        "repositories": {"r": {"url": repo_url, "passphrase_env": REPO_PASSWORD_ENV},
-                         "off": {"url": f"{repo_url}-off", "passphrase_env": REPO_PASSWORD_ENV}},
-        "databases": {"shop": {"engine": "mysql", "url": f"{server.url}/{dbname}",
-                               "password_env": ADMIN_PASSWORD_ENV, "repository": "r",
-                               "copy_to": ["off"]}},
-    })  # fmt: skip
+@pytest.fixture
+def server(mysql_binlog_server: BinlogServer) -> BinlogServer:
+    return mysql_binlog_server
 
 
 @pytest.fixture
-def repos(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Repositories]:
-    monkeypatch.setenv(REPO_PASSWORD_ENV, "pitr-test")
-    dbname = f"shop_{secrets.token_hex(3)}"
-    server.execute(f"CREATE DATABASE {dbname}")
-    server.execute("CREATE TABLE orders (id INT PRIMARY KEY, label VARCHAR(20), qty INT)", dbname)
-    inventory = _inventory(server, dbname, f"memory://pitr-{dbname}")
-    init_repository(inventory, "r", kdf=FAST_KDF)
-    init_repository(inventory, "off", kdf=FAST_KDF)
-    yield Repositories(inventory)
-    for (name,) in server.execute("SHOW DATABASES LIKE %s", args=(f"{dbname}%",)):
-        server.execute(f"DROP DATABASE `{name}`")
+def repos(mysql_binlog_repos: Repositories) -> Repositories:
+    return mysql_binlog_repos
 
 
-def _dbname(repos: Repositories) -> str:
-    return str(repos.inventory.databases["shop"].url).rsplit("/", 1)[1]
-
-
-def _rows(server: Server, dbname: str) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in server.execute("SELECT * FROM orders ORDER BY id", dbname)]
-
-
-def _server_time(server: Server) -> float:
-    return float(server.execute("SELECT UNIX_TIMESTAMP(NOW(6))")[0][0])
-
-
-def _write_history(server: Server, dbname: str) -> float:
+def _write_history(server: BinlogServer, dbname: str) -> float:
     """Writes at t1, t2 and t3, each in a later second; returns a time
     between t2 and t3 (a whole second, after every t2 event's second)."""
     server.execute("INSERT INTO orders VALUES (10, 't1', 1), (11, 't1', 1)", dbname)
@@ -192,8 +79,8 @@ def _write_history(server: Server, dbname: str) -> float:
         # begun before the target time, committed after it: not applied
         cur.execute("BEGIN")
         cur.execute("INSERT INTO orders VALUES (25, 'open', 25)")
-        target = int(_server_time(server)) + 1
-        time.sleep(max(0.0, target - _server_time(server)) + 0.1)
+        target = int(server.now()) + 1
+        time.sleep(max(0.0, target - server.now()) + 0.1)
         cur.execute("COMMIT")
     server.execute("INSERT INTO orders VALUES (30, 't3', 3)", dbname)
     server.execute("DELETE FROM orders WHERE id = 11", dbname)
@@ -205,8 +92,8 @@ AT_T2 = [(1, "t0", 0), (10, "t1", 22), (11, "t1", 1), (20, "t2", 2)]
 LATEST = [(1, "t0", 0), (10, "t1", 22), (20, "t2", 2), (25, "open", 25), (30, "t3", 3)]
 
 
-def test_restore_to_a_time_between_t2_and_t3(server: Server, repos: Repositories) -> None:
-    dbname = _dbname(repos)
+def test_restore_to_a_time_between_t2_and_t3(server: BinlogServer, repos: Repositories) -> None:
+    dbname = binlog_dbname(repos)
     server.execute("INSERT INTO orders VALUES (1, 't0', 0)", dbname)
     dump = backup_database(repos, "shop")
     # another database's writes in the same binlog must not reach the target
@@ -230,20 +117,20 @@ def test_restore_to_a_time_between_t2_and_t3(server: Server, repos: Repositories
     when = datetime.fromtimestamp(target, UTC)
     result = restore_to_time(repos, "shop", when, target=f"{dbname}_pitr")
     assert result.dump_snapshot == dump.snapshot
-    assert _rows(server, f"{dbname}_pitr") == AT_T2
+    assert server.rows(f"{dbname}_pitr") == AT_T2
     assert result.binlog_events > 0 and result.recovered_until < when.isoformat()
     assert not server.execute(f"SHOW DATABASES LIKE '{dbname}\\_pitr\\_noise'")
 
     latest = restore_to_time(repos, "shop", "latest", target=f"{dbname}_latest")
-    assert _rows(server, f"{dbname}_latest") == LATEST == _rows(server, dbname)
+    assert server.rows(f"{dbname}_latest") == LATEST == server.rows(dbname)
     assert latest.binlog_events > result.binlog_events
     assert server.execute(f"SHOW TABLES FROM `{dbname}_latest`") == [("orders",)]
 
 
 def test_directory_shipping_and_refusals(
-    server: Server, repos: Repositories, tmp_path: Path
+    server: BinlogServer, repos: Repositories, tmp_path: Path
 ) -> None:
-    dbname = _dbname(repos)
+    dbname = binlog_dbname(repos)
     server.execute("INSERT INTO orders VALUES (1, 't0', 0)", dbname)
     with pytest.raises(SnapshotNotFoundError):  # nothing to start from yet
         plan_recovery(repos, "shop", None)
@@ -281,14 +168,14 @@ def test_directory_shipping_and_refusals(
 
     stamp = datetime.fromtimestamp(target, UTC).isoformat()
     result = restore_to_time(repos, "shop", stamp, target=f"{dbname}_dir")
-    assert _rows(server, f"{dbname}_dir") == AT_T2
+    assert server.rows(f"{dbname}_dir") == AT_T2
     assert result.binlog_files
 
 
-def test_cli_with_a_server_entry(server: Server, repos: Repositories, tmp_path: Path) -> None:
+def test_cli_with_a_server_entry(server: BinlogServer, repos: Repositories, tmp_path: Path) -> None:
     """The commands, on an ``all_databases`` entry: its binlogs are captured
     once for the server and serve each of its databases."""
-    dbname = _dbname(repos)
+    dbname = binlog_dbname(repos)
     server.execute("INSERT INTO orders VALUES (1, 't0', 0)", dbname)
     config = tmp_path / "dbfleet.yaml"
     config.write_text(
@@ -321,7 +208,7 @@ def test_cli_with_a_server_entry(server: Server, repos: Repositories, tmp_path: 
     assert plan["binlog_files"] == [e["file"] for e in shipped["captured"]]
     out = run("restore-pitr-mysql", f"srv/{dbname}", "--time", stamp, "--target", f"{dbname}_cli")
     assert f"{dbname}_cli" in out
-    assert _rows(server, f"{dbname}_cli") == AT_T2
+    assert server.rows(f"{dbname}_cli") == AT_T2
 
 
 def _snap(database: str, at: int, **fields: Any) -> Snapshot:

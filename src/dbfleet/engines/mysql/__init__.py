@@ -78,9 +78,21 @@ Restore of tables (``tables=("orders", ...)``: table or sequence names)
     anyway (checks are off). Conflict check and ``clean`` as above, for the
     selected tables only.
 
+Values the dump tools cannot carry: FLOAT values with more than 6
+significant digits (the tools write 6) and ENUM/SET members with 4-byte
+characters (``SHOW CREATE TABLE`` writes them as ``?``) are restored
+changed, and no fingerprint of the dump can tell the first. The backup checks
+for them (one scan of each table with such columns; option ``check_lossy:
+false`` skips it), warns, and records ``options.lossy_columns`` (table ->
+column -> why) in the snapshot. DEFAULT values and COMMENTs with 4-byte
+characters lose them the same way (not checked). Tables whose names hold a
+line break are dumped and restored, but the tools write the name across
+lines, so the dump's fingerprint does not see their rows and ``--table``
+cannot find them: warned, recorded as ``options.unfingerprinted_tables``.
+
 Options (``options:``): ``bin_dir`` (where the client tools live),
 ``connect_timeout`` (seconds, default 10), ``no_definer``,
-``binlog_position``. URL parameters: ``socket``, ``ssl_ca``, ``ssl_cert``,
+``binlog_position``, ``check_lossy``. URL parameters: ``socket``, ``ssl_ca``, ``ssl_cert``,
 ``ssl_key``.
 
 Secrets: the password reaches the tools only through a temporary option
@@ -123,6 +135,8 @@ from dbfleet.engines.mysql.server import (
     connect_error,
     existing_objects,
     health_details,
+    lossy_columns,
+    names_with_line_breaks,
     restore_hint,
     server_info,
     with_dbname,
@@ -132,7 +146,7 @@ from dbfleet.secrets import secret_from
 
 log = logging.getLogger(__name__)
 
-OPTIONS = {"bin_dir", "connect_timeout", "no_definer", "binlog_position"}
+OPTIONS = {"bin_dir", "connect_timeout", "no_definer", "binlog_position", "check_lossy"}
 SYSTEM_DATABASES = {"mysql", "information_schema", "performance_schema", "sys"}
 MAX_NAME_CHARS = 64
 CATALOG_FORMAT = 1
@@ -250,6 +264,7 @@ class MySQLEngine:
         with self._connect() as conn:
             info = server_info(conn, loc.dbname)
             globals_sql = read_globals(conn, info) if self.config.globals else None
+            caveats = self._caveats(conn)
         tool = self._tool("dump")
         binlog = info.log_bin and self.config.options.get("binlog_position", True) is not False
         argv = tool.dump_args(info, binlog=binlog)
@@ -297,8 +312,31 @@ class MySQLEngine:
                 "binlog_position": bool(binlog),
                 "database_size_bytes": info.size,
                 "dump_bytes": scanner.size,
+                **caveats,
             },
         )
+
+    def _caveats(self, conn: pymysql.connections.Connection[Any]) -> dict[str, Any]:
+        """What the dump will not carry as it is (see the module docstring):
+        logged as warnings, and returned for the snapshot's options."""
+        dbname = self.location.dbname
+        found: dict[str, Any] = {}
+        if self.config.options.get("check_lossy", True) is not False:
+            try:
+                if lossy := lossy_columns(conn, dbname):
+                    found["lossy_columns"] = lossy
+            except pymysql.Error as exc:  # e.g. a server without CAST(... AS FLOAT)
+                log.warning("%s: columns not checked for loss: %s", dbname, exc.args[-1])
+        for table, columns in found.get("lossy_columns", {}).items():
+            for column, why in columns.items():
+                log.warning("%s: column %s of table %s holds %s: they will be restored changed",
+                            dbname, column, table, why)  # fmt: skip
+        if unreadable := names_with_line_breaks(conn, dbname):
+            found["unfingerprinted_tables"] = unreadable
+            log.warning("%s: table(s) %s: a name with a line break is not fingerprinted (and "
+                        "cannot be restored alone); rename it", dbname,
+                        ", ".join(repr(n) for n in unreadable))  # fmt: skip
+        return found
 
     # -- restore ---------------------------------------------------------
 

@@ -65,6 +65,12 @@ def file_number(name: str) -> int:
     return int(suffix)
 
 
+def file_name(like: str, number: int) -> str:
+    """The name of file ``number`` in the series of ``like`` (base and digits)."""
+    base, _, suffix = like.rpartition(".")
+    return f"{base}.{number:0{len(suffix)}d}"
+
+
 def binlog_owner(inventory: Inventory, name: str) -> str:
     """The inventory entry whose binlogs serve ``name``: a server entry's
     binlog covers all its databases (``srv/app`` -> ``srv``)."""
@@ -316,10 +322,24 @@ class DirectorySource:
             )
         with open(os.path.join(self.directory, indexes[0])) as f:
             names = [os.path.basename(line.strip()) for line in f if line.strip()]
-        return [(n, os.path.getsize(os.path.join(self.directory, n))) for n in names]
+        return [(n, self._size(n, indexes[0])) for n in names]
+
+    def _size(self, file: str, index: str) -> int:
+        try:
+            return os.path.getsize(os.path.join(self.directory, file))
+        except OSError as exc:
+            raise EngineError(
+                f"binlog directory {self.directory}: {file} is listed in {index} but cannot be "
+                f"read ({exc.strerror})",
+                hint="purge binlogs with PURGE BINARY LOGS, which keeps the index right",
+            ) from None
 
     def events(self, file: str) -> Generator[bytes, None, None]:
-        with open(os.path.join(self.directory, file), "rb") as f:
+        try:
+            f = open(os.path.join(self.directory, file), "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise EngineError(f"binlog {file}: {exc.strerror} in {self.directory}") from None
+        with f:
             yield from split_events(iter(lambda: f.read(_READ_SIZE), b""))
 
 
@@ -405,6 +425,7 @@ def capture_binlogs(
         first = file_number(since)
         if not any(file_number(f) >= first for f, _ in files):
             first = 0
+        purged = _purged_uncaptured(files, have, first)
         for file, size in files[:-1]:
             if file_number(file) < first:
                 continue
@@ -418,7 +439,29 @@ def capture_binlogs(
             result.bytes += snapshot.size
     if config.copy_to and result.captured:
         _fan_out(repos, repo, owner, config.copy_to, result)
+    if purged:
+        # said once: the next capture finds the files after the hole in the repository
+        raise EngineError(
+            f"binlog {', '.join(purged)} of {owner} purged from the server before it was "
+            f"captured ({len(result.captured)} later file(s) captured now): point-in-time "
+            "restore cannot cross the hole",
+            hint="take a new dump to recover later times; capture more often than the server "
+            "expires binlogs (binlog_expire_logs_seconds)",
+        )
     return result
+
+
+def _purged_uncaptured(
+    files: list[tuple[str, int]], have: dict[tuple[str, int], Snapshot], first: int
+) -> list[str]:
+    """Files from ``first`` on that are neither on the server nor captured,
+    newer than every captured one (a hole found now, not one reported before)."""
+    if not files or first == 0:  # 0: the numbering restarted, nothing to compare with
+        return []
+    oldest = file_number(files[0][0])
+    captured = [file_number(f) for f, _ in have]
+    after = max([first - 1, *captured])
+    return [file_name(files[0][0], n) for n in range(after + 1, oldest)]
 
 
 def _fan_out(

@@ -45,6 +45,7 @@ from dbfleet.engines.mysql.binlog import (
     STREAM,
     binlog_owner,
     dumps_of,
+    file_name,
     file_number,
     is_binlog,
     split_events,
@@ -135,11 +136,20 @@ def plan_recovery(repos: Repositories, name: str, target_time: datetime | None) 
             hint="back up with the binary log on (the dump records its position)",
         )
     dump = dumps[-1]
-    binlogs = binlog_run(snapshots, binlog_owner(repos.inventory, name), dump)
+    owner = binlog_owner(repos.inventory, name)
+    binlogs = binlog_run(snapshots, owner, dump)
     # Event times need not grow (sessions may SET TIMESTAMP): the replay stops
     # at the first event stamped at or after the target, which exists only if
     # some captured event is that late.
     covered = max(_when(s, "max_event_time") for s in binlogs)
+    hole = missing_after(snapshots, owner, binlogs)
+    if hole and (target_time is None or target_time > covered):
+        raise SnapshotNotFoundError(
+            f"binlog {hole} is not in the repository, but later files of the server are "
+            f"(purged before it was captured?): the binlogs after dump {dump.short_id} of "
+            f"{name!r} reach {covered.isoformat()} (through {binlogs[-1].options.get('file')})",
+            hint="restore to a time up to then, or from a dump taken after the hole",
+        )
     if target_time is not None and target_time > covered:
         raise UsageError(
             f"the binlogs captured for {name!r} reach {covered.isoformat()} "
@@ -176,6 +186,24 @@ def binlog_run(snapshots: list[Snapshot], owner: str, dump: Snapshot) -> list[Sn
         previous = _when(run[-1], "created")
         number += 1
     return run
+
+
+def missing_after(snapshots: list[Snapshot], owner: str, run: list[Snapshot]) -> str | None:
+    """The file after ``run`` (see :func:`binlog_run`) when files the same
+    server wrote later are captured: a hole, not the end of what was captured.
+    None when the run is the newest, or the numbering restarted after it
+    (a later file numbered no higher: ``RESET MASTER``)."""
+    last = run[-1]
+    number, created = file_number(str(last.options["file"])), _when(last, "created")
+    later = [
+        file_number(str(s.options["file"])) for s in snapshots
+        if s.database == owner and is_binlog(s) and s.id not in {r.id for r in run}
+        and s.options.get("server_id") == last.options.get("server_id")
+        and _when(s, "created") >= created
+    ]  # fmt: skip
+    if not later or min(later) <= number:
+        return None
+    return file_name(str(last.options["file"]), number + 1)
 
 
 def obsolete_binlogs(snapshots: list[Snapshot], owner: str) -> list[Snapshot]:
@@ -225,13 +253,19 @@ def cut_binlog(
     blocks: Iterable[bytes], *, start: int, stop: int | None, progress: Progress
 ) -> Iterator[bytes]:
     """Magic, format description, then the events from file offset ``start``
-    up to (not including) the first event stamped at or after ``stop``."""
+    up to (not including) the first event stamped at or after ``stop``.
+
+    A ``start`` at or inside the format description (4, where replication
+    starts a file) means the first event after it: the dump's file starts at
+    the dump's position, every later file right after its format description."""
     out = [MAGIC]
     size = offset = len(MAGIC)
     started = False
     for index, event in enumerate(split_events(blocks)):
         at, offset = offset, offset + len(event)
-        if index > 0:
+        if index == 0:
+            start = max(start, offset)
+        else:
             if at < start:
                 continue
             if at > start and not started:
@@ -249,6 +283,8 @@ def cut_binlog(
         if size >= _BATCH:
             yield b"".join(out)
             out, size = [], 0
+    if not started and not progress.stopped and start > offset:
+        raise EngineError(f"binlog position {start} is past the end of the file ({offset} bytes)")
     if out:
         yield b"".join(out)
 

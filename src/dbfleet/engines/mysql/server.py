@@ -18,6 +18,7 @@ import pymysql
 
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines._shared.process import find_tool, run_tool
+from dbfleet.engines.mysql.dump import quote as quote_name
 from dbfleet.errors import EngineError, ToolMissingError, UsageError
 
 PACKAGE_HINT = "mariadb-client (Debian; provides mariadb-dump/mysqldump and mariadb/mysql)"
@@ -355,6 +356,70 @@ def existing_objects(conn: Connection, dbname: str) -> dict[str, set[str]]:
             cur.execute(query, (dbname,))
             found[kind] = {str(r[0]) for r in cur.fetchall()}
     return found
+
+
+FLOAT_ROUNDED = "FLOAT values with more than the 6 significant digits the dump tool writes"
+MEMBER_LOST = "ENUM/SET members with 4-byte characters, which the table definition shows as '?'"
+# Per kind of column: the condition on its information_schema row, and an
+# expression true for a stored value that the dump does not restore as it is.
+_LOSSY = {
+    FLOAT_ROUNDED: ("c.DATA_TYPE = 'float'", "{c} <> CAST(CONCAT({c}, '') AS FLOAT)"),
+    MEMBER_LOST: (
+        "c.DATA_TYPE IN ('enum', 'set') AND c.CHARACTER_SET_NAME = 'utf8mb4'"
+        " AND c.COLUMN_TYPE LIKE '%%?%%'",  # (%% for the query's parameters)
+        "HEX({c}) REGEXP '^(..)*F[0-4]'",  # a 4-byte UTF-8 sequence
+    ),
+}
+
+
+def lossy_columns(conn: Connection, dbname: str) -> dict[str, dict[str, str]]:
+    """Columns holding values that a dump with mysqldump/mariadb-dump does
+    not bring back as they are, by table: column -> why.
+
+    * FLOAT: the tools write a FLOAT as the server shows it, with 6
+      significant digits (``16777216`` as ``16777200``, ``1.0000001`` as
+      ``1``); a value is lost when that text read back is another number.
+    * ENUM/SET of utf8mb4 columns: ``SHOW CREATE TABLE`` writes 4-byte
+      characters of the members as ``?`` (MariaDB 10.11), so a restored
+      table lacks those members and the dump's values of them become ``''``.
+
+    A fingerprint of the dump cannot notice the first (both dumps say the
+    same); ``verify`` notices the second only afterwards. One scan of each
+    table that has such columns; generated columns are recomputed on restore."""
+    found: dict[str, dict[str, str]] = {}
+    with conn.cursor() as cur:
+        for why, (condition, lost) in _LOSSY.items():
+            cur.execute(
+                "SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS c"
+                " JOIN information_schema.TABLES t USING (TABLE_SCHEMA, TABLE_NAME)"
+                f" WHERE c.TABLE_SCHEMA = %s AND t.TABLE_TYPE = 'BASE TABLE' AND {condition}"
+                " AND c.GENERATION_EXPRESSION IS NULL ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+                (dbname,),
+            )
+            by_table: dict[str, list[str]] = {}
+            for table, column in cur.fetchall():
+                by_table.setdefault(str(table), []).append(str(column))
+            for table, columns in by_table.items():
+                checks = ", ".join(f"MAX({lost.format(c=quote_name(c))})" for c in columns)
+                cur.execute(f"SELECT {checks} FROM {quote_name(dbname)}.{quote_name(table)}")
+                flags = cur.fetchone() or ()
+                for column, flag in zip(columns, flags, strict=True):
+                    if flag:
+                        found.setdefault(table, {})[column] = why
+    return found
+
+
+def names_with_line_breaks(conn: Connection, dbname: str) -> list[str]:
+    """Tables and views whose names hold a line break: the dump tools write
+    such names unescaped across lines, where the dump's line-based reading
+    (fingerprint, ``--table``) cannot follow them."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s"
+            " AND (TABLE_NAME LIKE %s OR TABLE_NAME LIKE %s) ORDER BY 1",
+            (dbname, "%\n%", "%\r%"),
+        )
+        return [str(row[0]) for row in cur.fetchall()]
 
 
 def restore_hint(message: str) -> str | None:
