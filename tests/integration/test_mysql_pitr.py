@@ -26,15 +26,8 @@ import typer
 from typer.testing import CliRunner
 
 from dbfleet.cli import main as cli_main
-from dbfleet.config import Inventory, load_inventory, parse_inventory
-from dbfleet.engines.mysql import cli as pitr_mysql
-from dbfleet.engines.mysql.binlog import (
-from dbfleet.engines.mysql import cli as pitr_mysql
 from dbfleet.config import load_inventory
-from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
-from dbfleet.operations.backup import backup_database
-from dbfleet.operations.common import Repositories
-from dbfleet.operations.repository import init_repository
+from dbfleet.engines.mysql import cli as pitr_mysql
 from dbfleet.engines.mysql.binlog import (
     STREAM,
     capture_binlogs,
