@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 an operation failed, 2 bad usage or bad inventory,
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -135,6 +136,13 @@ def _usage_line(exc: typer.TyperException) -> str:
     return f"{message} (see {_command_path(ctx)} --help)"
 
 
+@functools.cache
+def _command() -> Any:
+    """The click command tree. typer rebuilds it from the signatures on every
+    ``app()`` call (~0.3 s); in-process callers (tests) run many commands."""
+    return typer.main.get_command(app)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Entry point: turn every error into one line and its exit code."""
     previous = {}
@@ -142,7 +150,7 @@ def run(argv: list[str] | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGHUP):
             previous[signum] = signal.signal(signum, _terminate)
     try:
-        code = app(args=argv, standalone_mode=False, prog_name="dbfleet")
+        code = _command().main(args=argv, standalone_mode=False, prog_name="dbfleet")
     except DbfleetError as exc:
         _fail(str(exc), exc.exit_code)
     except typer.Exit as exc:
