@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from dbfleet.config_yaml import read_document
 from dbfleet.engines.names import ALIASES, ENGINES, FILE_ENGINES, SERVER_ENGINES, canonical
 from dbfleet.errors import ConfigError, UsageError
 from dbfleet.schedule.config import (
@@ -39,6 +40,13 @@ from dbfleet.schedule.config import (
     ServeConfig,
     scheduling_problems,
 )
+from dbfleet.validation import (
+    NAME_RE,
+    NAME_RULE,
+    has_url_password,
+    nested_url_passwords,
+    target_name_problem,
+)
 
 DEFAULT_PATH = "dbfleet.yaml"
 
@@ -47,8 +55,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+REPOSITORY_SCHEMES = ("file", "s3", "memory")
+_PROBLEMS_SEPARATOR = "\n"  # several cross-reference problems in one ValueError
+
+
 _DURATION = re.compile(r"(\d+)([yYmwdhM])")
 _UNIT_DAYS = {"y": 365, "m": 30, "w": 7, "d": 1}
+MAX_DURATION_DAYS = 100 * 365
+"""The longest duration the inventory and the command line accept (100 years):
+longer ones are typos, and would overflow date arithmetic."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -56,24 +71,22 @@ def parse_duration(text: str) -> timedelta:
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
         raise ValueError(f"invalid duration {text!r}; use e.g. 7d, 36h, 1y6m")
-    total = timedelta()
-    for number, unit in parts:
-        if unit == "h":
-            total += timedelta(hours=int(number))
-        else:
-            total += timedelta(days=int(number) * _UNIT_DAYS[unit.lower()])
-    return total
+    hours = sum(int(n) * (1 if u == "h" else 24 * _UNIT_DAYS[u.lower()]) for n, u in parts)
+    if hours > MAX_DURATION_DAYS * 24:
+        raise ValueError(f"duration {text!r} is too long (at most 100y)")
+    return timedelta(hours=hours)
 
 
 class RetentionPolicy(_Strict):
     """How many snapshots to keep (see dbfleet.retention for the semantics)."""
 
-    keep_last: int = Field(default=0, ge=0)
-    keep_hourly: int = Field(default=0, ge=0)
-    keep_daily: int = Field(default=0, ge=0)
-    keep_weekly: int = Field(default=0, ge=0)
-    keep_monthly: int = Field(default=0, ge=0)
-    keep_yearly: int = Field(default=0, ge=0)
+    # strict: YAML's `keep_last: true` must not quietly mean 1
+    keep_last: StrictInt = Field(default=0, ge=0)
+    keep_hourly: StrictInt = Field(default=0, ge=0)
+    keep_daily: StrictInt = Field(default=0, ge=0)
+    keep_weekly: StrictInt = Field(default=0, ge=0)
+    keep_monthly: StrictInt = Field(default=0, ge=0)
+    keep_yearly: StrictInt = Field(default=0, ge=0)
     keep_within: str | None = None
 
     @field_validator("keep_within")
@@ -128,6 +141,27 @@ class RepositoryConfig(_Strict):
     retention: RetentionPolicy = Field(
         default_factory=RetentionPolicy, description="default policy for its databases"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not url.strip():
+            raise ValueError("must not be empty")
+        if has_url_password(url):
+            raise ValueError(
+                "must not contain a password or secret key; use passphrase_env/passphrase_file "
+                "and s3.access_key_env/secret_key_env"
+            )
+        scheme = urlsplit(url).scheme if "://" in url else ""
+        if scheme and scheme not in REPOSITORY_SCHEMES:
+            raise ValueError(
+                f"unsupported scheme {scheme!r}; use file:///path, a path or s3://bucket/prefix"
+            )
+        if scheme == "s3" and not urlsplit(url).netloc:
+            raise ValueError("s3:// needs a bucket: s3://bucket/prefix")
+        if scheme == "file" and not urlsplit(url).path:
+            raise ValueError("file:// needs a path: file:///var/backups/dbfleet")
+        return url
 
 
 class DatabaseConfig(_Strict):
@@ -192,17 +226,57 @@ class DatabaseConfig(_Strict):
         engine = info.data.get("engine")
         if engine in SERVER_ENGINES and not url:
             raise ValueError(f"required for engine {engine}")
-        if url and urlsplit(url).password:
+        if url and has_url_password(url):
             raise ValueError("must not contain a password; use password_env or password_file")
+        if url and engine in FILE_ENGINES:
+            raise ValueError(f"engine {engine} takes 'path' (the database file), not 'url'")
+        if url and "://" not in url:
+            raise ValueError(f"not a URL: {url!r} (e.g. {engine}://user@host/database)")
         return url
 
-    @field_validator("path")
+    @field_validator("path", mode="before")
     @classmethod
-    def _check_path(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+    def _check_path(cls, path: Any, info: ValidationInfo) -> Any:
         engine = info.data.get("engine")
         if engine in FILE_ENGINES and path is None:
             raise ValueError(f"required for engine {engine} (the database file)")
+        if path is not None and engine in SERVER_ENGINES:
+            raise ValueError(f"engine {engine} takes 'url', not 'path'")
+        if isinstance(path, str | Path):
+            text = str(path)
+            if not text.strip():
+                raise ValueError("must not be empty")
+            if "\0" in text:
+                raise ValueError("must not contain NUL")
+            if "://" in text:
+                problem = "a password" if has_url_password(text) else "a URL"
+                raise ValueError(f"expected a file path, got {problem}")
         return path
+
+    @field_validator("scratch")
+    @classmethod
+    def _check_scratch(cls, scratch: str | None) -> str | None:
+        problem = target_name_problem(scratch) if scratch is not None else None
+        if problem:
+            raise ValueError(problem)
+        return scratch
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, tags: list[str]) -> list[str]:
+        if any(not t.strip() for t in tags):
+            raise ValueError("a tag must not be empty")
+        return tags
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        secret = nested_url_passwords(options, "options")
+        if secret:
+            raise ValueError(
+                f"{secret[0]} must not contain a password; use password_env or password_file"
+            )
+        return options
 
     def with_changes(self, **changes: Any) -> DatabaseConfig:
         return self.model_copy(update=changes)
@@ -220,19 +294,21 @@ class Inventory(_Strict):
     @model_validator(mode="after")
     def _check_references(self) -> Inventory:
 
-        problems = []
+        sections: dict[str, dict[str, Any]] = {
+            "repositories": self.repositories,
+            "databases": self.databases,
+        }
+        problems = [
+            f"{section}.{name!r}: {NAME_RULE}"
+            for section, names in sections.items()
+            for name in names
+            if not NAME_RE.match(name)
+        ]
         for name, db in self.databases.items():
             if db.all_databases and db.engine in FILE_ENGINES:
                 problems.append(
                     f"databases.{name}.all_databases: {db.engine} has no server to list"
                 )
-            if "/" in name:
-                problems.append(f"databases.{name}: names must not contain '/'")
-            for index, target in enumerate(db.copy_to):
-                if target not in self.repositories:
-                    problems.append(
-                        f"databases.{name}.copy_to.{index}: no repository named {target!r}"
-                    )
             if db.repository is None and len(self.repositories) == 1:
                 db.repository = next(iter(self.repositories))
             if db.repository is None:
@@ -245,6 +321,16 @@ class Inventory(_Strict):
                     f"databases.{name}.repository: no repository named {db.repository!r} "
                     f"(defined: {', '.join(sorted(self.repositories)) or 'none'})"
                 )
+            for index, target in enumerate(db.copy_to):
+                if target not in self.repositories:
+                    problems.append(
+                        f"databases.{name}.copy_to.{index}: no repository named {target!r}"
+                    )
+                elif target == db.repository:
+                    problems.append(
+                        f"databases.{name}.copy_to.{index}: {target!r} is the database's own "
+                        "repository (copy_to names a second one)"
+                    )
         problems.extend(
             scheduling_problems(
                 self.scheduling(),
@@ -253,7 +339,7 @@ class Inventory(_Strict):
             )
         )
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(_PROBLEMS_SEPARATOR.join(problems))
         return self
 
     def scheduling(self) -> Scheduling:
@@ -308,8 +394,8 @@ def _format_errors(exc: ValidationError) -> list[str]:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see the README's inventory section)"
-        if err["type"] == "value_error" and "; " in message and not path:
-            problems.extend(message.split("; "))
+        if err["type"] == "value_error" and _PROBLEMS_SEPARATOR in message and not path:
+            problems.extend(message.split(_PROBLEMS_SEPARATOR))
             continue
         problems.append(f"{path}: {message}" if path else message)
     return problems
@@ -358,23 +444,25 @@ def config_path(explicit: str | Path | None) -> Path:
 
 def load_inventory(explicit: str | Path | None = None) -> Inventory:
     path = config_path(explicit)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"inventory file {path} not found",
-            [
-                "pass --config FILE, set DBFLEET_CONFIG, or create ./dbfleet.yaml "
-                "(see the README's inventory section)"
-            ],
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read inventory {path}: {exc.strerror}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    document = read_document(path)
+    missing_sections(path, document)
     return parse_inventory(document, path)
+
+
+def missing_sections(path: Path, document: Any) -> None:
+    """An inventory file without repositories or without databases is
+    almost always the wrong file (or an unfinished one): say which."""
+    hint = "is it the right file? see the README's inventory section"
+    if document is None or document == {}:
+        raise ConfigError(
+            f"{path} is empty: an inventory names its repositories and databases", hint=hint
+        )
+    if not isinstance(document, dict) or set(map(str, document)) - set(Inventory.model_fields):
+        return  # parse_inventory says what is wrong with it (a misspelt section, say)
+    missing = [k for k in ("repositories", "databases") if document.get(k) in (None, {}, [])]
+    if missing:
+        raise ConfigError(
+            f"{path} has no {' and no '.join(missing)}: an inventory needs at least one "
+            "repository and one database",
+            hint=hint,
+        )

@@ -10,14 +10,36 @@ nothing below the CLI prints or exits. Exit codes are a documented contract:
 3     repository or data integrity problem (corruption, wrong passphrase,
       fingerprint mismatch, locked repository)
 ====  =====================================================================
+
+Messages are one line, and a password that slipped into one (a connection
+URL typed where it does not belong, a tool echoing its command line) is
+masked by :func:`redact` before anything prints it.
 """
 
 from __future__ import annotations
+
+import re
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTEGRITY = 3
+
+
+# The userinfo of a URL: ``scheme://user:password@`` (the password is
+# anything up to the last ``@`` before the host, so ``p@ss`` is covered).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):(?P<pw>[^\s/?#]*)@")
+MASK = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` masked."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", text)
+
+
+def one_line(text: str) -> str:
+    """Join a multi-line message (a tool's stderr, say) into one line."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 class DbfleetError(Exception):
@@ -32,8 +54,8 @@ class DbfleetError(Exception):
 
     def __str__(self) -> str:
         if self.hint:
-            return f"{self.message} ({self.hint})"
-        return self.message
+            return redact(f"{self.message} ({self.hint})")
+        return redact(self.message)
 
 
 class UsageError(DbfleetError):
@@ -43,16 +65,25 @@ class UsageError(DbfleetError):
 
 
 class ConfigError(UsageError):
-    """The inventory file is missing or invalid; ``problems`` lists each one."""
+    """The inventory file is missing or invalid; ``problems`` lists each one.
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
+    ``str()`` is one line: ``FILE is invalid: PROBLEM`` with one problem,
+    ``FILE is invalid (3 problems): A; B; C`` with several (``config check``
+    also lists them one per line)."""
+
+    def __init__(
+        self, message: str, problems: list[str] | None = None, *, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.problems = problems or []
 
     def __str__(self) -> str:
-        if not self.problems:
-            return self.message
-        return self.message + "\n" + "\n".join(f"  {p}" for p in self.problems)
+        head = self.message.rstrip(": ")
+        if len(self.problems) == 1:
+            return redact(f"{head}: {self.problems[0]}")
+        if self.problems:
+            return redact(f"{head} ({len(self.problems)} problems): " + "; ".join(self.problems))
+        return super().__str__()
 
 
 class OperationError(DbfleetError):
@@ -103,3 +134,7 @@ class FingerprintMismatchError(RepositoryError):
 
 class SnapshotNotFoundError(UsageError):
     """No snapshot matches the given id or selector."""
+
+
+class AmbiguousSnapshotError(SnapshotNotFoundError):
+    """A short snapshot id matches more than one snapshot."""

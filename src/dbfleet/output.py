@@ -26,8 +26,10 @@ from rich.table import Table
 
 from dbfleet.repo import Progress as BackupProgress
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup and no emoji codes: names and messages are the user's text, and
+# a database called `a:b:` or an error quoting `[/tmp]` must print as written.
+stdout = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def emit_json(value: Any) -> None:
@@ -67,7 +69,7 @@ def backup_progress(
         yield lambda _name: None
         return
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         TextColumn("read {task.fields[read]}"),
         TransferSpeedColumn(),
         TextColumn("stored {task.fields[added]}  dedup {task.fields[dedup]}"),
@@ -116,7 +118,7 @@ def byte_progress(enabled: bool, label: str, total: int | None) -> Iterator[Byte
         yield ByteProgress()
         return
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),

@@ -45,9 +45,14 @@ def backup(
     inventory = st.inventory()
     if all_ and databases:
         raise UsageError("give database names or --all, not both")
-    names = list(inventory.databases) if all_ else list(databases or [])
+    names = list(inventory.databases) if all_ else list(dict.fromkeys(databases or []))
+    if all_ and not names:
+        where = inventory.source or "the inventory"
+        raise UsageError(f"--all: {where} has no databases to back up")
     if not names:
         raise UsageError("name the databases to back up, or pass --all")
+    if any(not t.strip() for t in tag or []):
+        raise UsageError("--tag must not be empty")
     for name in names:
         inventory.database(name)
     with output.backup_progress(output.interactive(json_output)) as progress_for:

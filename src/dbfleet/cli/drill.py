@@ -13,10 +13,18 @@ from dbfleet import output
 from dbfleet.catalog import Catalog, Run
 from dbfleet.cli.context import resolve_catalog, state
 from dbfleet.config import Inventory, config_path
-from dbfleet.errors import EXIT_FAILED, UsageError
+from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.notify import Channel, build_channels, check_channels
 from dbfleet.operations.common import Repositories
-from dbfleet.operations.drill import KIND, DrillResult, alert, drill_targets, exit_code, record
+from dbfleet.operations.drill import (
+    INTEGRITY_RESULTS,
+    KIND,
+    DrillResult,
+    alert,
+    drill_targets,
+    exit_code,
+    record,
+)
 from dbfleet.schedule.config import Scheduling, format_span
 from dbfleet.schedule.inventory import load
 
@@ -104,13 +112,17 @@ def drill(
     targets, or a snapshot without a fingerprint, is `unsupported`, never a
     pass.
 
-    Exit code: 0 every drill passed; 3 restored data differed from a backup;
-    1 any other drill did not pass (failed, RTO exceeded, unsupported).
+    Exit code: 0 every drill passed; 3 restored data differed from a backup,
+    or the backup's data in the repository is corrupt (or the repository
+    could not be opened: wrong passphrase, locked); 1 any other drill did
+    not pass (failed, RTO exceeded, unsupported).
     """
     inventory, scheduling, path = _inventory(ctx, catalog)
     if all_ and (databases or snapshot):
         raise UsageError("--all drills every database's latest snapshot: no names, no --snapshot")
-    names = list(inventory.databases) if all_ else list(databases or [])
+    names = list(inventory.databases) if all_ else list(dict.fromkeys(databases or []))
+    if all_ and not names:
+        raise UsageError(f"--all: {inventory.source or 'the inventory'} has no databases to drill")
     if not names and snapshot is None:
         raise UsageError("name the databases to drill, or pass --all")
     if snapshot is not None and len(names) > 1:
@@ -234,9 +246,9 @@ def drills(
     json_output: JsonOpt = False,
 ) -> None:
     """Per database: the last drill, its result, and its RTO against the
-    database's RTO objective (`rto:`), read from the job catalog. Exit code 1
-    when the last drill of any database did not pass; never drilled is listed,
-    not an error."""
+    database's RTO objective (`rto:`), read from the job catalog. Exit code 3
+    when the last drill of any database found a mismatch or corrupt data, else
+    1 when one did not pass; never drilled is listed, not an error."""
     inventory, _scheduling, path = _inventory(ctx, catalog)
     for name in databases or []:
         inventory.database(name)
@@ -264,6 +276,8 @@ def drills(
                 for r in rows
             ],
         )
+    if any(r.result in INTEGRITY_RESULTS for r in rows):
+        raise typer.Exit(EXIT_INTEGRITY)
     if any(r.result not in ("pass", "never") for r in rows):
         raise typer.Exit(EXIT_FAILED)
 

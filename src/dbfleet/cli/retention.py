@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from dbfleet import output
 from dbfleet.cli.context import state
-from dbfleet.config import RetentionPolicy
+from dbfleet.config import Inventory, RetentionPolicy
 from dbfleet.errors import UsageError
+from dbfleet.operations.common import Repositories, matches_database
 from dbfleet.operations.repository import repository_names
 from dbfleet.operations.retention import forget, prune_repository
 
@@ -73,6 +74,7 @@ def forget_cmd(
         where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "policy"
         raise UsageError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
     names = repository_names(st.inventory(), repository)
+    _check_forget_names(st.inventory(), st.repos(), names, databases or [])
     groups = forget(
         st.repos(), repositories=names, databases=databases, override=override, dry_run=dry_run
     )
@@ -84,7 +86,7 @@ def forget_cmd(
             removed = [d for d in g.decisions if not d.keep]
             kind = f" {g.kind}s" if g.kind != "dump" else ""
             output.stdout.print(
-                f"[bold]{g.database}[/bold]{kind} ({g.repository}; {g.policy}): "
+                f"{g.database}{kind} ({g.repository}; {g.policy}): "
                 f"keep {len(g.decisions) - len(removed)}, {verb} {len(removed)}"
             )
             if g.wal_removed:
@@ -104,6 +106,26 @@ def forget_cmd(
                     f"{name}: pruned {stats.packs_deleted + stats.packs_repacked} packs, "
                     f"freed {output.human_bytes(stats.bytes_deleted - stats.bytes_written)}"
                 )
+
+
+def _check_forget_names(
+    inventory: Inventory, repos: Repositories, repositories: list[str], databases: list[str]
+) -> None:
+    """A name that is neither an inventory database nor has snapshots (of a
+    database since removed from the inventory) is a typo: say so rather than
+    forget nothing and succeed."""
+    unknown = [n for n in databases if inventory.split_member(n)[0] not in inventory.databases]
+    if not unknown:
+        return
+    present = {s.database for name in repositories for s in repos.get(name).list_snapshots()}
+    for name in unknown:
+        if not any(matches_database(database, [name]) for database in present):
+            known = ", ".join(sorted(inventory.databases))
+            raise UsageError(
+                f"no database {name!r} in the inventory, and no snapshots of it "
+                f"in {', '.join(repositories)}",
+                hint=f"defined: {known}",
+            )
 
 
 def prune_cmd(

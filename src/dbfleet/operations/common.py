@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
@@ -10,11 +11,13 @@ from typing import cast
 from dbfleet.config import DatabaseConfig, Inventory
 from dbfleet.engines.base import ServerEngine
 from dbfleet.engines.registry import engine_for
-from dbfleet.errors import SnapshotNotFoundError, UsageError
+from dbfleet.errors import AmbiguousSnapshotError, SnapshotNotFoundError, UsageError
 from dbfleet.repo import Repository, Snapshot, iter_stream
 from dbfleet.repo.cache import default_cache_root
 from dbfleet.secrets import repository_passphrase
 from dbfleet.storage import LocalStorage, MemoryStorage, open_storage
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 @dataclass
@@ -57,12 +60,28 @@ class Repositories:
                 f"no database {head!r} in the inventory",
                 hint=f"defined: {', '.join(sorted(self.inventory.databases)) or 'none'}",
             )
+        if _HEX.fullmatch(selector) and len(selector) < 4:
+            raise SnapshotNotFoundError(
+                f"{selector!r} is too short for a snapshot id, and no database has that name",
+                hint="give at least 4 hex digits of the id; see 'dbfleet snapshots'",
+            )
+        found: list[tuple[str, Repository, Snapshot]] = []
         for name in self.inventory.repositories:
+            repo = self.get(name)
             try:
-                repo = self.get(name)
-                return repo, repo.find_snapshot(selector)
+                found.append((name, repo, repo.find_snapshot(selector)))
+            except AmbiguousSnapshotError:
+                raise
             except SnapshotNotFoundError:
                 continue
+        if len({snap.id for _name, _repo, snap in found}) > 1:
+            where = ", ".join(f"{snap.short_id} in {name}" for name, _repo, snap in found)
+            raise AmbiguousSnapshotError(
+                f"snapshot id {selector!r} is ambiguous: {where}",
+                hint="give more characters of the id, or --repo NAME",
+            )
+        if found:
+            return found[0][1], found[0][2]
         raise SnapshotNotFoundError(
             f"no snapshot matches {selector!r} in any repository, and no database has that name",
             hint="see 'dbfleet snapshots'",

@@ -12,15 +12,19 @@ fingerprint of the restored data: how long until the data is back *and
 known to be right*. It is compared with the database's ``rto:`` objective.
 
 Results: ``pass``; ``rto_exceeded`` (the data matches, the restore was too
-slow); ``mismatch`` (the restored data differs from the backup); ``failed``
-(the drill could not be completed); ``unsupported`` (the engine has no
-scratch targets, or the snapshot has no fingerprint to compare against: the
-drill says so and never passes).
+slow); ``mismatch`` (the restored data differs from the backup); ``corrupt``
+(the snapshot's data in the repository failed its integrity check: a damaged
+or tampered pack, index or manifest); ``failed`` (the drill could not be
+completed); ``unsupported`` (the engine has no scratch targets, or the
+snapshot has no fingerprint to compare against: the drill says so and never
+passes). ``mismatch``, ``corrupt`` and any other repository problem (wrong
+passphrase, locked) exit 3, like ``verify`` and ``restore``; the rest 1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -32,7 +36,15 @@ from dbfleet.catalog import Catalog, Run
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.registry import engine_for
-from dbfleet.errors import DbfleetError, UsageError
+from dbfleet.errors import (
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    DbfleetError,
+    IntegrityError,
+    RepositoryError,
+    UsageError,
+)
 from dbfleet.notify import Channel, Event, deliver
 from dbfleet.operations.common import (
     Repositories,
@@ -47,7 +59,24 @@ from dbfleet.schedule.config import format_span
 from dbfleet.schedule.core import AlertState, alert_transition
 
 KIND = "drill"
-RESULTS = ("pass", "rto_exceeded", "mismatch", "failed", "unsupported")
+RESULTS = ("pass", "rto_exceeded", "mismatch", "corrupt", "failed", "unsupported")
+INTEGRITY_RESULTS = ("mismatch", "corrupt")
+"""Results that mean the backup cannot be trusted (exit 3)."""
+
+
+def _repository_error_names() -> set[str]:
+    found, todo = set(), [RepositoryError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def failure_result(exc: BaseException) -> str:
+    """``corrupt`` when the repository's data failed its integrity check,
+    else ``failed``."""
+    return "corrupt" if isinstance(exc, IntegrityError) else "failed"
 
 
 @dataclass
@@ -144,7 +173,8 @@ def drill_snapshot(
         result.rto_objective_seconds = objective.total_seconds() if objective else None
         _run(repos, repo, snapshot, result, on_bytes)
     except DbfleetError as exc:
-        result.result, result.reason, result.error_type = "failed", str(exc), type(exc).__name__
+        result.result, result.reason = failure_result(exc), str(exc)
+        result.error_type = type(exc).__name__
     except Exception as exc:  # noqa: BLE001 - one broken engine must not stop the others
         result.result, result.error_type = "failed", type(exc).__name__
         result.reason = f"unexpected {type(exc).__name__}: {exc}"
@@ -227,6 +257,7 @@ def _failed(repos: Repositories, name: str, exc: DbfleetError) -> DrillResult:
         database=name,
         entry=entry,
         engine=db.engine if db else "?",
+        result=failure_result(exc),
         reason=str(exc),
         error_type=type(exc).__name__,
     )
@@ -250,6 +281,11 @@ def _latest(repos: Repositories, name: str) -> list[tuple[Repository, Snapshot]]
 def _given(repos: Repositories, name: str | None, selector: str) -> tuple[Repository, Snapshot]:
     if name is None or ":" in selector:
         repo, snapshot = repos.locate(selector)
+    elif not re.fullmatch(r"[0-9a-fA-F]{4,64}", selector):
+        raise UsageError(
+            f"--snapshot {selector!r} is not a snapshot id",
+            hint="give 4 or more hex digits of the id, or DATABASE:ID",
+        )
     else:
         repo = repos.for_database(name)
         snapshot = repo.find_snapshot(selector)
@@ -286,10 +322,15 @@ def drill_targets(
 
 
 def exit_code(results: list[DrillResult]) -> int:
-    """3 when restored data differed, else 1 when anything did not pass, else 0."""
-    if any(r.result == "mismatch" for r in results):
-        return 3
-    return 0 if all(r.ok for r in results) else 1
+    """3 when restored data differed, the repository's data was corrupt or the
+    repository could not be used (wrong passphrase, locked: as every command
+    exits for those), else 1 when anything did not pass, else 0."""
+    repository_errors = _repository_error_names()
+    if any(
+        r.result in INTEGRITY_RESULTS or r.error_type in repository_errors for r in results
+    ):
+        return EXIT_INTEGRITY
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
 def summarize(results: list[DrillResult]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ backup time, and drops the scratch location again.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -16,11 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines.base import RestoreOptions, compare_fingerprints
 from dbfleet.engines.names import FILE_ENGINES
 from dbfleet.engines.registry import engine_for
-from dbfleet.errors import UsageError
+from dbfleet.errors import UsageError, redact
 from dbfleet.operations.common import (
     Repositories,
     SnapshotSource,
@@ -28,6 +31,7 @@ from dbfleet.operations.common import (
     resolve_database,
 )
 from dbfleet.repo import Snapshot
+from dbfleet.validation import has_url_password, target_name_problem
 
 
 @dataclass
@@ -77,6 +81,36 @@ def source_config(repos: Repositories, snapshot: Snapshot) -> DatabaseConfig:
     )
 
 
+def check_destination(engine: str, to: str) -> str:
+    """``--to`` as the engine takes it: a path for file engines (``sqlite://``
+    and ``file://`` prefixes allowed), a URL for server engines; never with a
+    password in it (the message masks it)."""
+    if not to.strip():
+        raise UsageError("--to must not be empty", hint="a connection URL, or a path for SQLite")
+    if any(ord(c) < 32 for c in to):
+        raise UsageError("--to must not contain control characters (newline, tab, NUL, ...)")
+    if has_url_password(to):
+        raise UsageError(
+            f"--to {redact(to)}: refusing a password in a URL (it shows in process lists, "
+            "shell history and logs)",
+            hint="put it in an environment variable and pass --password-env VAR",
+        )
+    if engine in FILE_ENGINES:
+        path = to.removeprefix("sqlite://").removeprefix("file://")
+        if "://" in path:
+            raise UsageError(
+                f"--to {to!r} is a URL, but {engine} restores to a file",
+                hint="give the path of the database file to write",
+            )
+        return path
+    if "://" not in to:
+        raise UsageError(
+            f"--to {to!r} is not a URL, but {engine} restores to a server",
+            hint=f"e.g. --to {engine}://user@host/database (and --password-env VAR)",
+        )
+    return to
+
+
 def resolve_target(
     repos: Repositories,
     snapshot: Snapshot,
@@ -85,24 +119,37 @@ def resolve_target(
     to: str | None,
     password_env: str | None = None,
 ) -> DatabaseConfig:
-    if target and to:
+    if target is not None and to is not None:
         raise UsageError("give --target or --to, not both")
-    if to:
-        base = repos.inventory.databases.get(repos.inventory.split_member(snapshot.database)[0])
+    if password_env is not None and to is None:
+        raise UsageError("--password-env goes with --to URL (an inventory target has its own)")
+    if to is not None:
+        destination = check_destination(snapshot.engine, to)
         if snapshot.engine in FILE_ENGINES:
-            path = Path(to.removeprefix("sqlite://").removeprefix("file://"))
-            return DatabaseConfig(engine=snapshot.engine, path=path)
-        return DatabaseConfig(
-            engine=snapshot.engine,
-            url=to,
-            password_env=password_env or (base.password_env if base else None),
-            password_file=None if password_env else (base.password_file if base else None),
-        )
+            if password_env is not None:
+                raise UsageError(f"--password-env: {snapshot.engine} has no password")
+            return DatabaseConfig(engine=snapshot.engine, path=Path(destination))
+        if password_env is not None and not os.environ.get(password_env):
+            raise UsageError(f"--password-env {password_env}: that environment variable is empty")
+        base = repos.inventory.databases.get(repos.inventory.split_member(snapshot.database)[0])
+        try:
+            return DatabaseConfig(
+                engine=snapshot.engine,
+                url=destination,
+                password_env=password_env or (base.password_env if base else None),
+                password_file=None if password_env else (base.password_file if base else None),
+            )
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise UsageError(f"--to: {reason}") from None
     if not target:
         raise UsageError(
             "restore needs a destination",
             hint="--target NAME (inventory database or a new name next to the source) or --to URL",
         )
+    problem = target_name_problem(target)
+    if problem:
+        raise UsageError(f"--target: {problem}")
     if target in repos.inventory.databases:
         config = repos.inventory.databases[target]
         if config.engine != snapshot.engine:
@@ -140,6 +187,11 @@ def restore_snapshot(
     engine = engine_for(config)
     if tables and not engine.capabilities.subset_restore:
         raise UsageError(f"{engine.name} does not support restoring single tables")
+    if any(not t.strip() for t in tables):
+        raise UsageError("--table must not be empty")
+    tables = tuple(dict.fromkeys(tables))  # `--table a --table a` restores a once
+    if include_globals and not engine.capabilities.globals:
+        raise UsageError(f"--globals: {engine.name} has no server-wide objects (roles) to restore")
     counted = [0]
     if on_total and not tables:
         on_total(snapshot.size)

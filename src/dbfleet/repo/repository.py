@@ -26,6 +26,7 @@ import blake3
 import zstandard
 
 from dbfleet.errors import (
+    AmbiguousSnapshotError,
     IntegrityError,
     NotFoundError,
     RepositoryError,
@@ -361,7 +362,12 @@ class Repository:
                 f"no snapshot with id {which!r}", hint="see 'dbfleet snapshots'"
             )
         if len(names) > 1:
-            raise SnapshotNotFoundError(f"snapshot id {which!r} is ambiguous ({len(names)} match)")
+            shown = ", ".join(sorted(n[:12] for n in names)[:5])
+            raise AmbiguousSnapshotError(
+                f"snapshot id {which!r} is ambiguous: {len(names)} snapshots start with it "
+                f"({shown}{', ...' if len(names) > 5 else ''})",
+                hint="give more characters of the id",
+            )
         snapshot = self.load_snapshot(names[0])
         if database and snapshot.database != database:
             raise SnapshotNotFoundError(

@@ -69,6 +69,11 @@ _SPAN_UNITS = {
 }
 
 
+MAX_SPAN = timedelta(days=100 * 365)
+"""The longest duration accepted (100 years): longer is a typo, and would
+overflow the date arithmetic of schedules and freshness."""
+
+
 def parse_span(value: Any) -> timedelta:
     """``"1h30m"``, ``"90s"``, ``"2d"``, a number of seconds, or a timedelta."""
     if isinstance(value, timedelta):
@@ -76,8 +81,12 @@ def parse_span(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 10m, 6h, 2d")
     if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("expected a duration like 30s, 10m, 6h, 2d (a finite number)")
         if value < 0:
             raise ValueError("a duration must not be negative")
+        if value > MAX_SPAN.total_seconds():
+            raise ValueError(f"duration {value!r} is too long (at most 100 years)")
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise ValueError("expected a duration like 30s, 10m, 6h, 2d")
@@ -85,7 +94,11 @@ def parse_span(value: Any) -> timedelta:
     parts = _SPAN.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
         raise ValueError(f"invalid duration {value!r}; use e.g. 90s, 30m, 6h, 1h30m, 2d, 1w")
-    return sum((int(n) * _SPAN_UNITS[u] for n, u in parts), timedelta())
+    # in integer milliseconds first: int * timedelta overflows on a huge count
+    milliseconds = sum(int(n) * (_SPAN_UNITS[u] // _SPAN_UNITS["ms"]) for n, u in parts)
+    if milliseconds > MAX_SPAN // _SPAN_UNITS["ms"]:
+        raise ValueError(f"duration {value!r} is too long (at most 100 years)")
+    return timedelta(milliseconds=milliseconds)
 
 
 def format_span(span: timedelta | None) -> str:

@@ -13,10 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from dbfleet.config import Inventory, config_path, load_inventory, parse_inventory
+from dbfleet.config import (
+    Inventory,
+    config_path,
+    load_inventory,
+    missing_sections,
+    parse_inventory,
+)
+from dbfleet.config_yaml import read_document
 from dbfleet.errors import ConfigError
 from dbfleet.schedule.config import (
     DATABASE_KEYS,
@@ -99,11 +105,8 @@ def load(explicit: str | Path | None = None) -> tuple[Inventory, Scheduling]:
         inventory = load_inventory(explicit)
         return inventory, check(inventory, scheduling_of(inventory))
     path = config_path(explicit)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        load_inventory(path)  # raises the inventory's own message for these
-        raise
+    document = read_document(path)
+    missing_sections(path, document)
     rest, taken = split_document(document)
     inventory = parse_inventory(rest, path)
     return inventory, check(inventory, parse_scheduling(taken, path))

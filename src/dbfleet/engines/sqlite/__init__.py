@@ -6,23 +6,35 @@ restarting automatically if a writer changes the source meanwhile, so the
 copy is one consistent state even while the application writes. The
 fingerprint is taken from that copy (exactly what is stored), the copy is
 streamed into the repository and deleted. SQLite is the one engine that
-stages: the backup API's destination must itself be a database file.
+stages: the backup API's destination must itself be a database file. A
+staging directory (``dbfleet-sqlite-*``) holds a lock while in use: a backup
+stopped by a signal removes its own on the way out (the CLI turns SIGTERM
+and SIGHUP into an exception), and every SQLite backup first removes the
+ones whose lock nobody holds any more (their backup was killed outright).
 
 Restore: the stream is written next to the target path, checked with
 ``PRAGMA integrity_check``, then renamed into place, so the target is either
 untouched or complete. An existing target file is replaced only with
 ``--clean``. ``--table`` restores the named tables (with their indexes and
-triggers) into a new file.
+triggers) into a new file. A failed restore leaves no staging file behind.
+
+Targets (``--target NAME``): a file name, placed next to the source
+(``.db`` appended when missing), or an absolute path; never a relative path
+that could climb out of the source's directory, never a URL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,9 +48,16 @@ from dbfleet.engines.base import (
     StreamSource,
 )
 from dbfleet.errors import EngineError, UsageError
+from dbfleet.validation import target_name_problem
 
 MEDIA_TYPE = "application/vnd.sqlite3"
 PAGES_PER_STEP = 1024
+OPTIONS = ("staging_dir",)
+STAGING_PREFIX = "dbfleet-sqlite-"
+STAGING_LOCK = ".in-use"
+UNLOCKED_GRACE_SECONDS = 3600
+"""A staging directory without its lock file yet is being created (or is from
+an older dbfleet): removed only once it is this old."""
 
 
 class SQLiteEngine:
@@ -48,6 +67,15 @@ class SQLiteEngine:
     def __init__(self, config: DatabaseConfig) -> None:
         if config.path is None:
             raise UsageError("sqlite database needs a 'path'")
+        unknown = set(config.options) - set(OPTIONS)
+        if unknown:
+            raise UsageError(
+                f"unknown sqlite option(s) {', '.join(sorted(map(str, unknown)))} "
+                f"(known: {', '.join(OPTIONS)})"
+            )
+        staging = config.options.get("staging_dir")
+        if staging is not None and (not isinstance(staging, str) or not staging.strip()):
+            raise UsageError("sqlite option staging_dir must be a directory path")
         self.config = config
         self.path = Path(config.path).expanduser()
 
@@ -84,9 +112,8 @@ class SQLiteEngine:
         )
 
     def backup(self, sink: StreamSink) -> BackupMeta:
-        staging_root = self.config.options.get("staging_dir")
-        with tempfile.TemporaryDirectory(prefix="dbfleet-sqlite-", dir=staging_root) as tmp:
-            copy = Path(tmp) / "copy.db"
+        with _staging_directory(self.config.options.get("staging_dir")) as tmp:
+            copy = tmp / "copy.db"
             with closing(self._connect_source()) as source, closing(sqlite3.connect(copy)) as dest:
                 try:
                     source.backup(dest, pages=PAGES_PER_STEP)
@@ -103,13 +130,16 @@ class SQLiteEngine:
         )
 
     def restore(self, source: StreamSource, options: RestoreOptions) -> None:
+        if self.path.is_dir():
+            raise UsageError(f"{self.path} is a directory", hint="name the database file to write")
         if self.path.exists() and not options.clean:
             raise EngineError(
                 f"{self.path} exists", hint="restore to a new path, or pass --clean to replace it"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_name(f".{self.path.name}.dbfleet-restore")
+        subset = staging.with_name(staging.name + "-subset")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(staging, "wb") as out:
                 for chunk in source.open_stream("database"):
                     out.write(chunk)
@@ -120,12 +150,23 @@ class SQLiteEngine:
                 if result != "ok":
                     raise EngineError(f"restored database fails integrity_check: {result}")
             if options.tables:
-                subset = staging.with_name(staging.name + "-subset")
                 _copy_tables(staging, subset, options.tables)
                 os.replace(subset, staging)
+            # a -wal or -journal left by the replaced file would be replayed
+            # into the restored one on its first open
+            for suffix in ("-wal", "-shm", "-journal"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             os.replace(staging, self.path)
+        except OSError as exc:
+            raise EngineError(
+                f"cannot restore to {self.path}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename else "")
+            ) from exc
         finally:
-            staging.unlink(missing_ok=True)
+            for leftover in (staging, subset):
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):  # the restore's own error is the one
+                        Path(f"{leftover}{suffix}").unlink()
 
     def fingerprint(self, tables: tuple[str, ...] = ()) -> dict[str, Any]:
         with closing(self._connect_source()) as conn:
@@ -133,8 +174,22 @@ class SQLiteEngine:
             return _fingerprint(conn, tables)
 
     def target(self, name: str) -> DatabaseConfig:
+        problem = target_name_problem(name)
+        if problem:
+            raise UsageError(f"SQLite target {name!r}: {problem}")
+        if "://" in name:
+            raise UsageError(
+                f"SQLite target {name!r} is a URL; SQLite restores to a file",
+                hint="give a file name (placed next to the source) or an absolute path",
+            )
         path = Path(name).expanduser()
-        if not path.is_absolute() and "/" not in name:
+        if not path.is_absolute():
+            if "/" in name or "\\" in name or name in (".", "~"):
+                raise UsageError(
+                    f"SQLite target {name!r}: a relative path is ambiguous",
+                    hint="give a file name, placed next to the source; an absolute path; "
+                    "or --to PATH",
+                )
             path = self.path.with_name(name if name.endswith(".db") else f"{name}.db")
         return self.config.with_changes(path=path, scratch=None)
 
@@ -196,7 +251,7 @@ def _copy_tables(full: Path, subset: Path, tables: tuple[str, ...]) -> None:
         }
         for table in tables:
             if table not in known:
-                raise EngineError(
+                raise UsageError(
                     f"table {table!r} is not in the backup",
                     hint=f"tables: {', '.join(sorted(known))}",
                 )
@@ -214,3 +269,57 @@ def _copy_tables(full: Path, subset: Path, tables: tuple[str, ...]) -> None:
                 ).fetchall():
                     conn.execute(extra)
         conn.execute("DETACH DATABASE src")
+
+
+@contextmanager
+def _staging_directory(root: str | None) -> Iterator[Path]:
+    """A private directory for the backup API's copy, locked while in use;
+    abandoned ones (their lock free: the backup was killed) go first."""
+    parent = Path(root).expanduser() if root else Path(tempfile.gettempdir())
+    _remove_abandoned(parent)
+    try:
+        staging = tempfile.TemporaryDirectory(
+            prefix=STAGING_PREFIX, dir=parent, ignore_cleanup_errors=True
+        )
+    except OSError as exc:
+        raise EngineError(
+            f"cannot create a staging directory in {parent}: {exc.strerror or exc}"
+        ) from exc
+    lock = None
+    try:
+        with staging as tmp:
+            lock = os.open(Path(tmp) / STAGING_LOCK, os.O_CREAT | os.O_WRONLY, 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield Path(tmp)
+    finally:
+        if lock is not None:
+            os.close(lock)  # after the directory is gone: never swept while in use
+
+
+def _remove_abandoned(parent: Path) -> None:
+    try:
+        candidates = [p for p in parent.glob(f"{STAGING_PREFIX}*") if p.is_dir()]
+    except OSError:
+        return
+    for directory in candidates:
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            fd = os.open(directory / STAGING_LOCK, os.O_RDONLY)
+        except FileNotFoundError:
+            try:
+                if time.time() - directory.stat().st_mtime > UNLOCKED_GRACE_SECONDS:
+                    shutil.rmtree(directory, ignore_errors=True)
+            except OSError:
+                pass
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a running backup holds it
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            os.close(fd)
