@@ -115,33 +115,44 @@ def build(client: redis.Redis, keys: dict[bytes, tuple[str, Any, bool]]) -> None
 
 
 def contents(client: redis.Redis, match: Callable[[bytes], bool] | None = None) -> dict[bytes, Any]:
-    """Every key: type, value read with the type's commands, TTL or not."""
+    """Every key: type, value read with the type's commands, TTL or not
+    (pipelined: a sample has thousands of keys)."""
+    keys = sorted(k for k in client.scan_iter(count=1000) if match is None or match(k))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = [kind.decode() for kind in pipe.execute()]
+    read = {
+        "string": lambda key: pipe.get(key),
+        "list": lambda key: pipe.lrange(key, 0, -1),
+        "set": lambda key: pipe.smembers(key),
+        "hash": lambda key: pipe.hgetall(key),
+        "zset": lambda key: pipe.zrange(key, 0, -1, withscores=True),
+        "stream": lambda key: pipe.xrange(key),
+    }
+    for key, kind in zip(keys, kinds, strict=True):
+        read[kind](key)
+        pipe.pttl(key)
+    replies = pipe.execute()
     out: dict[bytes, Any] = {}
-    for key in client.scan_iter(count=1000):
-        if match is not None and not match(key):
-            continue
-        kind = client.type(key).decode()
-        value: Any
-        if kind == "string":
-            value = client.get(key)
-        elif kind == "list":
-            value = client.lrange(key, 0, -1)
-        elif kind == "set":
-            value = sorted(client.smembers(key))
+    for n, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+        value, ttl = replies[2 * n], replies[2 * n + 1]
+        if kind == "set":
+            value = sorted(value)
         elif kind == "hash":
-            value = sorted(client.hgetall(key).items())
+            value = sorted(value.items())
         elif kind == "zset":
-            value = [(m, repr(s)) for m, s in client.zrange(key, 0, -1, withscores=True)]
-        else:
+            value = [(member, repr(score)) for member, score in value]
+        elif kind == "stream":
             groups = client.xinfo_groups(key)
             pending = [client.xpending_range(key, g["name"], "-", "+", 100) for g in groups]
             value = (
-                client.xrange(key),
+                value,
                 client.xinfo_stream(key)["last-generated-id"],
                 [(g["name"], g["last-delivered-id"], g["pending"]) for g in groups],
                 [[(p["message_id"], p["consumer"]) for p in group] for group in pending],
             )
-        out[key] = (kind, value, client.pttl(key) > 0)
+        out[key] = (kind, value, ttl > 0)
     return out
 
 
