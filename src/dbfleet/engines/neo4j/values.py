@@ -91,6 +91,15 @@ def encode(value: Any) -> Encoded:
         return {"$t": [*fields, int(offset.total_seconds()) if offset is not None else 0]}
     if isinstance(value, Duration):
         return {"$dur": [value.months, value.days, value.seconds, value.nanoseconds]}
+    broken = getattr(value, "error", None)
+    if type(value).__name__ == "BrokenHydrationObject" and broken is not None:
+        # Neo4j holds temporal values the driver cannot represent: years
+        # outside 1..9999, or a zone its pytz does not know.
+        raise EngineError(
+            f"the Python driver cannot read a value of this graph ({broken})",
+            hint="a logical backup needs dates within years 1-9999 and time zones pytz knows; "
+            "back the database up with options.mode: offline",
+        )
     raise EngineError(f"cannot back up a Neo4j property of type {type(value).__name__}")
 
 
@@ -140,7 +149,13 @@ def decode(data: Encoded) -> Any:
 
 
 def encode_props(props: dict[str, Any]) -> dict[str, Encoded]:
-    return {k: encode(v) for k, v in props.items()}
+    encoded = {}
+    for key, value in props.items():
+        try:
+            encoded[key] = encode(value)
+        except EngineError as exc:
+            raise EngineError(f"property {key!r}: {exc.message}", hint=exc.hint) from None
+    return encoded
 
 
 def decode_props(props: dict[str, Encoded]) -> dict[str, Any]:

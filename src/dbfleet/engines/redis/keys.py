@@ -18,7 +18,8 @@ the part of the key up to the first separator (``options.separator``,
 default ``:``): ``user:42`` and ``user:42:cart`` belong to table ``user:*``;
 keys without a separator to table ``(root)``. A table name is also a Redis
 glob pattern that selects exactly its keys (glob characters in the
-namespace are escaped), so ``restore --table 'user:*'`` restores that
+namespace are escaped; bytes that are not UTF-8 become ``?``, so such
+namespaces that differ only there share a table), so ``restore --table 'user:*'`` restores that
 table; any other glob works too (``--table 'user:1*'``), and ``(root)``
 selects the keys without a separator. A database with more than
 ``MAX_TABLES`` namespaces is fingerprinted as the single table ``*``.
@@ -45,6 +46,7 @@ MAX_TABLES = 1000
 FINGERPRINT_VERSION = 1
 _RECORD = struct.Struct("<q Q")
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of non-UTF-8 bytes
 MOD64 = 1 << 64
 
 
@@ -175,10 +177,15 @@ def text_key(text: str) -> bytes:
 
 
 def namespace_table(key: bytes, separator: bytes) -> str:
+    """The table of ``key``: its namespace as a glob. Bytes of the namespace
+    that are not UTF-8 become ``?`` (which matches any one byte), so the name
+    is text that a snapshot's JSON manifest can hold and still a glob that
+    selects the table's keys."""
     index = key.find(separator)
     if index < 0:
         return ROOT_TABLE
-    return key_text(_GLOB_SPECIAL.sub(rb"\\\1", key[: index + len(separator)]) + b"*")
+    glob = key_text(_GLOB_SPECIAL.sub(rb"\\\1", key[: index + len(separator)]) + b"*")
+    return _UNDECODED.sub("?", glob)
 
 
 class KeySelector:

@@ -150,7 +150,11 @@ class SQLiteEngine:
                 if result != "ok":
                     raise EngineError(f"restored database fails integrity_check: {result}")
             if options.tables:
-                _copy_tables(staging, subset, options.tables)
+                try:
+                    _copy_tables(staging, subset, options.tables)
+                except sqlite3.Error as exc:
+                    raise EngineError(f"restoring table(s) {', '.join(options.tables)} "
+                                      f"failed: {exc}") from None  # fmt: skip
                 os.replace(subset, staging)
             # a -wal or -journal left by the replaced file would be replayed
             # into the restored one on its first open
@@ -224,13 +228,45 @@ def _fingerprint(conn: sqlite3.Connection, tables: tuple[str, ...]) -> dict[str,
         if name not in names:
             raise EngineError(f"table {name!r} does not exist")
     for name in tables or tuple(names):
-        rows, digest = 0, 0
-        for row in _rows(conn, name):
-            rows += 1
-            h = hashlib.blake2b(repr(row).encode(), digest_size=8).digest()
-            digest = (digest + int.from_bytes(h, "little")) % 2**64
-        result[name] = {"rows": rows, "digest": f"{digest:016x}"}
+        try:
+            result[name] = _table_fingerprint(conn, name)
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise EngineError(f"cannot read table {name!r}: {exc}") from None
+            # TEXT that is not UTF-8 (SQLite stores what it is given): again,
+            # decoding what decodes as before, so valid text digests the same.
+            conn.text_factory = _text_or_raw
+            try:
+                result[name] = _table_fingerprint(conn, name)
+            finally:
+                conn.text_factory = str
+        except sqlite3.Error as exc:
+            raise EngineError(f"cannot read table {name!r}: {exc}") from None
     return {"tables": result}
+
+
+def _table_fingerprint(conn: sqlite3.Connection, name: str) -> dict[str, Any]:
+    rows, digest = 0, 0
+    for row in _rows(conn, name):
+        rows += 1
+        h = hashlib.blake2b(repr(row).encode(), digest_size=8).digest()
+        digest = (digest + int.from_bytes(h, "little")) % 2**64
+    return {"rows": rows, "digest": f"{digest:016x}"}
+
+
+class _RawText(bytes):
+    """A TEXT value that is not UTF-8: its bytes, never equal in ``repr`` to
+    a BLOB of the same bytes or to any decodable text."""
+
+    def __repr__(self) -> str:
+        return f"text({bytes(self)!r})"
+
+
+def _text_or_raw(value: bytes) -> str | _RawText:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return _RawText(value)
 
 
 def _rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[Any, ...]]:
@@ -261,7 +297,10 @@ def _copy_tables(full: Path, subset: Path, tables: tuple[str, ...]) -> None:
                     "SELECT sql FROM src.sqlite_master WHERE type = 'table' AND name = ?", (table,)
                 ).fetchone()
                 conn.execute(ddl)
-                conn.execute(f"INSERT INTO main.{_quote(table)} SELECT * FROM src.{_quote(table)}")
+                columns = _copied_columns(conn, table)
+                conn.execute(f"INSERT INTO main.{_quote(table)} ({columns}) "
+                             f"SELECT {columns} FROM src.{_quote(table)}")  # fmt: skip
+                _copy_sequence(conn, table)
                 for (extra,) in conn.execute(
                     "SELECT sql FROM src.sqlite_master WHERE tbl_name = ? "
                     "AND type IN ('index', 'trigger') AND sql IS NOT NULL",
@@ -323,3 +362,40 @@ def _remove_abandoned(parent: Path) -> None:
             shutil.rmtree(directory, ignore_errors=True)
         finally:
             os.close(fd)
+
+
+def _copied_columns(conn: sqlite3.Connection, table: str) -> str:
+    """The column list that copies ``table`` from ``src`` as it is: every
+    stored column but generated ones (SQLite computes those, and refuses
+    values for them), and the rowid of a rowid table (``SELECT *`` leaves it
+    out, and a copy would renumber the rows: references to rowids, such as
+    an FTS index's external content, would point at other rows)."""
+    columns = [
+        name
+        for name, hidden in conn.execute(
+            "SELECT name, hidden FROM pragma_table_xinfo(?, 'src')", (table,)
+        )
+        if hidden == 0
+    ]
+    names = [_quote(c) for c in columns]
+    taken = {c.lower() for c in columns}
+    alias = next((a for a in ("rowid", "_rowid_", "oid") if a not in taken), None)
+    if alias is not None:
+        try:
+            conn.execute(f"SELECT {alias} FROM src.{_quote(table)} LIMIT 0")
+        except sqlite3.OperationalError:  # a WITHOUT ROWID table
+            alias = None
+    return ", ".join(([alias] if alias else []) + names)
+
+
+def _copy_sequence(conn: sqlite3.Connection, table: str) -> None:
+    """An AUTOINCREMENT table's counter (``sqlite_sequence``), which may run
+    ahead of its rows: without it, ids of deleted rows would be handed out
+    again."""
+    has = "SELECT 1 FROM {}.sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+    if not (conn.execute(has.format("src")).fetchone() and conn.execute(has.format("main"))
+            .fetchone()):  # fmt: skip
+        return
+    conn.execute("DELETE FROM main.sqlite_sequence WHERE name = ?", (table,))
+    conn.execute("INSERT INTO main.sqlite_sequence (name, seq) "
+                 "SELECT name, seq FROM src.sqlite_sequence WHERE name = ?", (table,))  # fmt: skip
