@@ -77,12 +77,13 @@ def properties(draw: st.DrawFn, targets: list[str]) -> list[Property]:
                              *targets])  # fmt: skip
     # Weaviate lowercases a property name's first letter (UPPER is uPPER)
     lowered = names.map(lambda n: n[:1].lower() + n[1:])
-    chosen = draw(st.lists(st.tuples(lowered, kinds), max_size=5, unique_by=lambda t: t[0]))
+    chosen = draw(st.lists(st.tuples(lowered, kinds), max_size=5,
+                           unique_by=lambda t: t[0].lower()))  # names compare without case
     out = []
     for name, kind in chosen:
         nested = draw(nested_properties()) if kind.startswith("object") else []
         out.append(Property(name, kind, nested))
-    return [p for p in out if p.name != "label"]
+    return [p for p in out if p.name.lower() != "label"]
 
 
 @st.composite

@@ -126,7 +126,7 @@ def nested_properties(depth: int = 0) -> st.SearchStrategy[list[Property]]:
     @st.composite
     def build(draw: st.DrawFn) -> list[Property]:
         chosen = draw(st.lists(st.tuples(names, kinds), min_size=1, max_size=3,
-                               unique_by=lambda t: t[0]))  # fmt: skip
+                               unique_by=lambda t: t[0].lower()))  # fmt: skip
         out = []
         for name, kind in chosen:
             nested = draw(nested_properties(depth + 1)) if kind == "object" else []

@@ -316,7 +316,8 @@ def test_an_empty_database_round_trips(
     influx_server.query(f'CREATE RETENTION POLICY "week" ON "{name}" DURATION 1w REPLICATION 1')
     engine = engine_for(influx_server.config(name))
     meta, snapshot = backup(engine)
-    assert meta.fingerprint == {"tables": {}, "retention_policies": ["autogen", "week"]}
+    assert meta.fingerprint == {"tables": {}, "retention_policies": ["autogen", "week"],
+                                "format": 2}  # fmt: skip
     target = _restore(repo, snapshot, engine.target(influx_databases("empty2")))
     assert compare_fingerprints(meta.fingerprint, target.fingerprint()) == []
 

@@ -129,6 +129,10 @@ log = logging.getLogger(__name__)
 
 OPTIONS = {"connect_timeout", "timeout", "ca_file"}
 SCHEMA_FORMAT = "dbfleet-clickhouse-schema/1"
+# 2: Decimal and UUID hashed as raw bytes, Nullable/Tuple inside arrays
+# element by element (1, unmarked: their text). A snapshot of format 1
+# compares as "format: backup None != restored 2".
+FINGERPRINT_FORMAT = 2
 NATIVE = "application/x-clickhouse-native"
 MAX_NAME = 200
 # For deduplication: one reading thread, so rows come part after part in a
@@ -354,6 +358,7 @@ class ClickHouseEngine:
         fingerprint = {
             "tables": tables,
             "objects": {o.name: o.engine for o in objects if not o.data},
+            "format": FINGERPRINT_FORMAT,
         }
         return BackupMeta(
             server_version=version,
@@ -467,6 +472,7 @@ class ClickHouseEngine:
                 if o.data
             },
             "objects": {o.name: o.engine for o in objects if not o.data},
+            "format": FINGERPRINT_FORMAT,
         }
 
 

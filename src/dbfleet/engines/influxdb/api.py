@@ -23,6 +23,9 @@ from dbfleet.errors import EngineError
 DEFAULT_PORTS = {"http": 8086, "https": 8086}
 CHUNK_POINTS = 10_000
 DIGEST_MOD = 1 << 128
+FINGERPRINT_FORMAT = 2
+"""Digests over every point (1, unmarked: over per-series counts and sums).
+Snapshots of format 1 compare as ``format: backup None != restored 2``."""
 # Every representable time: InfluxQL would otherwise end raw queries at now().
 ALL_TIME = "time >= -9223372036854775806 AND time <= 9223372036854775806"
 
@@ -297,4 +300,4 @@ def fingerprint(client: Client, database: str) -> dict[str, Any]:
                 measurement.add_series(series)
             if measurement.rows:
                 tables[f"{rp}.{name}"] = measurement.entry(types.get(name, []))
-    return {"tables": tables, "retention_policies": sorted(policies)}
+    return {"tables": tables, "retention_policies": sorted(policies), "format": FINGERPRINT_FORMAT}
