@@ -219,9 +219,8 @@ def test_rotation_at_the_dump_position_from_the_command_line(
     at = _dbfleet(config, "restore", "shop", "--time", when.isoformat(), "--target", f"{dbname}_at")
     assert at.returncode == 0, at.stderr
     assert server.rows(f"{dbname}_at") == expected
-    latest = _dbfleet(config, "restore", "shop", "--time", "latest", "--target", f"{dbname}_now")
-    assert latest.returncode == 0, latest.stderr
-    assert server.rows(f"{dbname}_now") == server.rows(dbname)
+    latest = restore_to_time(repos, "shop", "latest", target=f"{dbname}_now")
+    assert server.rows(f"{dbname}_now") == server.rows(dbname) and len(latest.binlog_files) == 3
 
 
 def test_files_purged_before_capture(
