@@ -177,7 +177,7 @@ class DatabaseConfig(_Strict):
     scratch: str | None = Field(
         default=None,
         description="where verify and drill restore: an inventory database, a database name "
-        "on the same server, or a file path (SQLite)",
+        "on the same server (SQLite: a file name next to the source, or an absolute path)",
     )
     tags: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)

@@ -168,6 +168,11 @@ SECOND_COMMANDS = st.sampled_from(
 @example(mutations=[("databases", _DELETE)], garble=None, second=SNAP)
 @example(mutations=[("databases.notes.path", "[/bold]:thumbs_up:")], garble=None, second=SNAP)
 @example(mutations=[("databases.notes", None)], garble=(0, b"\xff\xfe"), second=SNAP)
+@example(  # found by the deep profile: config check --json listed the problem unmasked
+    mutations=[("databases.notes.retention.keep_within", SECRET_URLS[0])],
+    garble=None,
+    second=["config", "check", "--json"],
+)
 def test_inventories(
     estate: Estate,
     tmp_path_factory: pytest.TempPathFactory,

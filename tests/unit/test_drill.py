@@ -29,7 +29,7 @@ from dbfleet.engines.sqlite import SQLiteEngine
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.common import Repositories
 from dbfleet.operations.demo import create_sample_database
-from dbfleet.operations.drill import drill_job, drill_targets, exit_code, record
+from dbfleet.operations.drill import DrillResult, drill_job, drill_targets, exit_code, record
 from dbfleet.operations.repository import init_repository
 from dbfleet.repo import Snapshot
 from dbfleet.schedule.config import JOB_KINDS
@@ -232,6 +232,46 @@ def test_mismatch_exits_3_and_alerts_then_recovers(
     assert [r.body["event"] for r in receiver.requests] == ["job_failed", "job_recovered"]
     (row,) = estate.json("drills", "notes")
     assert row["result"] == "pass" and row["snapshot"] == latest.id
+
+
+def test_a_corrupt_pack_is_an_integrity_failure_exit_3(estate: Estate) -> None:
+    """Corruption is what exit 3 means (README): a drill that meets it says
+    `corrupt`, not `failed`, and exits 3 like verify and restore do."""
+    estate.backup("notes")
+    (pack,) = [p for p in (estate.root / "repo" / "data").rglob("*") if p.is_file()]
+    content = bytearray(pack.read_bytes())
+    content[200] ^= 0xFF
+    pack.write_bytes(bytes(content))
+
+    (result,) = estate.json("drill", "notes", code=3)
+    assert (result["result"], result["ok"], result["error_type"]) == (
+        "corrupt", False, "IntegrityError",
+    )  # fmt: skip
+    assert "authentication failed" in result["reason"] and estate.leftovers() == []
+    human = estate.run("drill", "notes")
+    assert human.returncode == 3 and "notes: CORRUPT" in human.stderr
+    assert estate.run("verify", "notes:latest").returncode == 3  # the same verdict
+
+    (row,) = estate.json("drills", "notes", code=3)
+    assert row["result"] == "corrupt" and row["status"] == "failed"
+    results = estate.json("drill", "--all", code=3)  # wiki: never backed up
+    assert [(r["database"], r["result"]) for r in results] == [
+        ("notes", "corrupt"), ("wiki", "failed"),
+    ]  # fmt: skip
+    assert exit_code([a_result("failed")]) == 1
+
+
+def a_result(result: str, error_type: str | None = None) -> DrillResult:
+    return DrillResult("db", "db", "sqlite", result=result, error_type=error_type)
+
+
+def test_exit_codes_of_several_drills() -> None:
+    ok, failed = a_result("pass"), a_result("failed", "EngineError")
+    assert exit_code([ok]) == 0 and exit_code([ok, failed]) == 1
+    assert exit_code([failed, a_result("mismatch")]) == 3
+    assert exit_code([failed, a_result("corrupt", "IntegrityError")]) == 3
+    assert exit_code([ok, a_result("failed", "WrongPassphraseError")]) == 3
+    assert exit_code([ok, a_result("failed", "LockedError")]) == 3
 
 
 def test_rto_over_the_objective_fails_the_drill(estate: Estate) -> None:

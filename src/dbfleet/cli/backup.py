@@ -133,7 +133,7 @@ def restore(
             "--target",
             metavar="NAME",
             help="Inventory database to restore into, or a new database name on the "
-            "source's server (a file name next to the source for SQLite).",
+            "source's server (SQLite: a file name next to the source, or an absolute path).",
         ),
     ] = None,
     to: Annotated[

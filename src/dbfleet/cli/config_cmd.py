@@ -9,7 +9,7 @@ import typer
 from dbfleet import output
 from dbfleet.cli.context import state
 from dbfleet.config import Inventory, config_path
-from dbfleet.errors import ConfigError, DbfleetError
+from dbfleet.errors import ConfigError, DbfleetError, redact
 
 app = typer.Typer(help="Inspect the inventory file.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def check(
         if problems:
             raise ConfigError(f"{path} is invalid:", problems)
     except ConfigError as exc:
-        listed = exc.problems or [str(exc)]
+        listed = [redact(p) for p in exc.problems] or [str(exc)]
         if json_output:
             output.emit_json({"ok": False, "file": str(path), "problems": listed})
         elif len(listed) > 1:
