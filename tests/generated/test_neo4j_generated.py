@@ -206,7 +206,7 @@ def contents(server: Neo4jServer, url: str | None = None, label: str | None = No
 # -- the round trip ------------------------------------------------------------
 
 
-@settings(max_examples=generated_examples(6))
+@settings(max_examples=generated_examples(4))
 @given(graph=graphs(), position=st.sampled_from([0, 1, -1]))
 @example(graph={"labels": ["Person", "back`tick"], "index": True,
                 "nodes": [{"labels": ["Person", "back`tick"],
