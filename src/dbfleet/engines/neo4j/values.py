@@ -23,7 +23,9 @@ tag        value                                        Neo4j type
 =========  ===========================================  =====================
 
 A DateTime with a named zone is kept as wall-clock time plus the zone name
-(what Neo4j stores); the offset follows from the zone rules on restore.
+(what Neo4j stores); the offset follows from the zone rules on restore. The
+driver reads both ``...Z`` (offset) and ``...Z[UTC]`` (zone id) as pytz's
+UTC, so both are kept as offset 0 and restored as ``...Z``.
 
 Content hashes (for fingerprints) digest the canonical JSON of the encoded
 value, so they do not depend on the order properties come in, and a float
@@ -142,7 +144,12 @@ def decode(data: Encoded) -> Any:
             # pytz zones need localize(): a tzinfo passed to the constructor
             # would use the zone's first (local mean time) offset.
             return pytz.timezone(zone).localize(DateTime(*v[:7]))
-        return DateTime(v[0], v[1], v[2], v[3], v[4], v[5], v[6], tzinfo=_offset(int(zone)))
+        # A stdlib offset, which the driver sends as an offset: pytz's
+        # FixedOffset(0) is pytz.utc, which it sends as the zone id "UTC", so
+        # "...Z" would come back as "...Z[UTC]".
+        _offset(int(zone))  # whole minutes only
+        offset = _dt.timezone(_dt.timedelta(seconds=int(zone)))
+        return DateTime(v[0], v[1], v[2], v[3], v[4], v[5], v[6], tzinfo=offset)
     if tag == "$dur":
         return Duration(months=v[0], days=v[1], seconds=v[2], nanoseconds=v[3])
     raise EngineError(f"unknown value tag {tag!r} in the backup (made by a newer dbfleet?)")
