@@ -5,10 +5,11 @@ nothing below the CLI prints or exits. Exit codes are a documented contract:
 
 ====  =====================================================================
 0     success
-1     an operation failed (dump tool error, server unreachable, ...)
+1     an operation failed (dump tool error, server unreachable, repository
+      locked by another process, ...)
 2     bad usage or bad inventory (config, arguments, snapshot ids)
 3     repository or data integrity problem (corruption, wrong passphrase,
-      fingerprint mismatch, locked repository)
+      fingerprint mismatch)
 ====  =====================================================================
 
 Messages are one line, and a password that slipped into one (a connection
@@ -125,7 +126,13 @@ class IntegrityError(RepositoryError):
 
 
 class LockedError(RepositoryError):
-    """Another process holds a conflicting lock on the repository."""
+    """Another process holds a conflicting lock on the repository.
+
+    Exit 1, not 3: nothing is wrong with the repository, the operation could
+    not run now and may be tried again (a prune next to a scheduled backup is
+    routine; exit 3 is what monitoring treats as "the data is in danger")."""
+
+    exit_code = EXIT_FAILED
 
 
 class FingerprintMismatchError(RepositoryError):

@@ -22,6 +22,7 @@ from dbfleet.errors import EngineError
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.check import check_repository
 from dbfleet.repo.lock import list_locks, remove_stale_locks, repository_lock
+from dbfleet.repo.prune import prune
 from dbfleet.storage import LocalStorage
 
 MiB = 1024 * 1024
@@ -213,3 +214,26 @@ def test_concurrent_writers(kit: RepoKit) -> None:
     assert report.ok, report.errors
     assert report.warnings == []
     assert len(list(fresh.storage.list("index/"))) == 2
+
+
+def test_backup_after_a_prune_between_two_locks(kit: RepoKit) -> None:
+    """`backup a b` takes one lock per database; a prune by another process may
+    run in between. The second backup must not deduplicate against packs that
+    prune deleted (its index was loaded under the first lock)."""
+    root = kit.tmp_path / "repo"
+    repo = kit.init(LocalStorage(root))
+    data = kit.mixed(3 * MiB, seed=50)
+    with repository_lock(repo.storage, exclusive=False, operation="backup a"):
+        first = kit.backup(repo, data, database="a")
+
+    other = Repository.open(LocalStorage(root), PASSPHRASE)
+    with repository_lock(other.storage, exclusive=True, operation="forget"):
+        other.delete_snapshot(first.id)
+        assert prune(other).packs_deleted >= 1
+
+    with repository_lock(repo.storage, exclusive=False, operation="backup b"):
+        second = kit.backup(repo, data, database="b")
+    fresh = Repository.open(LocalStorage(root), PASSPHRASE)
+    report = check_repository(fresh)
+    assert report.ok, report.errors
+    assert kit.restore(fresh, fresh.load_snapshot(second.id)) == data

@@ -7,13 +7,21 @@ content-addressed objects, so several may run at once); operations that delete
 
 A lock is stale when its holder has not refreshed it for ``STALE_AFTER``
 seconds (the holder refreshes every ``REFRESH_EVERY``), or when it was taken
-on this host by a process that no longer exists. Stale locks are ignored and
-removed by ``repo unlock``.
+on this host, since its last boot, by a process that no longer runs: the pid
+is gone, is a zombie (``<defunct>``: exited, not yet reaped), or now belongs
+to another process (its start time differs from the one the lock recorded).
+Stale locks are ignored and removed by ``repo unlock``.
+
+Removing a lock never hides why an operation ended: a lock that cannot be
+removed (the storage went away with the operation's own failure) is logged
+as a warning and left to go stale, and the operation's own error or result
+stands.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -24,11 +32,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dbfleet.errors import LockedError, NotFoundError
+from dbfleet.errors import LockedError, NotFoundError, StorageError
 from dbfleet.storage.base import Storage
+
+log = logging.getLogger("dbfleet.repo")
 
 STALE_AFTER = 30 * 60
 REFRESH_EVERY = 5 * 60
+RETRY_REFRESH_EVERY = 30
+"""After a failed refresh (storage unreachable), try again this soon."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +51,22 @@ class LockInfo:
     exclusive: bool
     operation: str
     refreshed: float
+    boot_id: str | None = None
+    process_start: int | None = None
+    """The holder's start time (clock ticks after boot, /proc/<pid>/stat);
+    ``None`` in locks of older versions and on systems without /proc."""
 
     def is_stale(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         if now - self.refreshed > STALE_AFTER:
             return True
-        return self.hostname == socket.gethostname() and not _pid_alive(self.pid)
+        if self.hostname != socket.gethostname():
+            return False
+        if self.boot_id is not None and self.boot_id != _boot_id():
+            # Rebooted since, or another machine with the same name: only the
+            # refresh time can tell, so wait for it.
+            return False
+        return not _process_alive(self.pid, self.process_start)
 
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
@@ -52,14 +74,57 @@ class LockInfo:
         return f"{kind} lock by pid {self.pid} on {self.hostname} ({self.operation}, {age}s ago)"
 
 
-def _pid_alive(pid: int) -> bool:
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start time)`` of ``pid`` from /proc, or ``None`` when there
+    is no such process. Raises ``OSError`` when /proc cannot answer."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # "pid (comm) state ppid ... starttime ...": comm may hold spaces and ")".
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _process_alive(pid: int, started: int | None) -> bool:
+    """Whether ``pid`` is still the process that took the lock. Unsure means
+    alive: a live lock taken for dead lets a prune delete a running backup."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass  # it exists (another user's)
+    try:
+        stat = _proc_stat(pid)
+    except (OSError, ValueError, IndexError):
+        stat = None
+    if stat is None:
+        return True  # no /proc, or hidden (hidepid): kill(0) is all we know
+    state, start = stat
+    if state in ("Z", "X"):  # a zombie: exited, not yet reaped by its parent
+        return False
+    # a different start time: the pid was reused by another process
+    return started is None or start == started
+
+
+def _own_process_start() -> int | None:
+    try:
+        stat = _proc_stat(os.getpid())
+    except (OSError, ValueError, IndexError):
+        return None
+    return stat[1] if stat else None
 
 
 def list_locks(storage: Storage) -> list[LockInfo]:
@@ -67,6 +132,7 @@ def list_locks(storage: Storage) -> list[LockInfo]:
     for obj in storage.list("locks/"):
         try:
             doc: dict[str, Any] = json.loads(storage.get(obj.name))
+            boot_id, process_start = doc.get("boot_id"), doc.get("process_start")
             locks.append(
                 LockInfo(
                     obj.name,
@@ -75,9 +141,11 @@ def list_locks(storage: Storage) -> list[LockInfo]:
                     bool(doc["exclusive"]),
                     str(doc.get("operation", "")),
                     float(doc["refreshed"]),
+                    str(boot_id) if boot_id else None,
+                    int(process_start) if process_start is not None else None,
                 )
             )
-        except (NotFoundError, ValueError, KeyError):
+        except (NotFoundError, ValueError, KeyError, TypeError):
             continue  # removed meanwhile, or half-written by a crashed writer
     return locks
 
@@ -89,16 +157,38 @@ def remove_stale_locks(storage: Storage) -> list[LockInfo]:
     return stale
 
 
+def _remove_lock(storage: Storage, name: str, why: str) -> None:
+    """Delete our lock; a failure is a warning, never an exception that
+    would replace the operation's own error (or fail a finished operation)."""
+    try:
+        storage.delete(name)
+    except StorageError as exc:
+        log.warning(
+            "warning: could not remove the lock %s %s: %s; it stops counting when this "
+            "process has exited (on this host) or after %d minutes (elsewhere), and "
+            "'dbfleet repo unlock' removes it",
+            name,
+            why,
+            exc,
+            STALE_AFTER // 60,
+        )
+
+
 @contextmanager
 def repository_lock(storage: Storage, *, exclusive: bool, operation: str) -> Iterator[None]:
     """Hold a lock for the duration of the block; raise ``LockedError`` when a
     live conflicting lock exists."""
     name = f"locks/{secrets.token_hex(16)}"
+    identity = {
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "boot_id": _boot_id(),
+        "process_start": _own_process_start(),
+    }
 
     def write() -> None:
         doc = {
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
+            **identity,
             "exclusive": exclusive,
             "operation": operation,
             "refreshed": time.time(),
@@ -117,20 +207,33 @@ def repository_lock(storage: Storage, *, exclusive: bool, operation: str) -> Ite
                     "if that process is gone, run 'dbfleet repo unlock'",
                 )
     except BaseException:
-        storage.delete(name)
+        _remove_lock(storage, name, f"after failing to take it for {operation}")
         raise
 
     stop = threading.Event()
+    guard = threading.Lock()  # no refresh can re-create the lock after its removal
 
     def refresher() -> None:
-        while not stop.wait(REFRESH_EVERY):
-            write()
+        wait = REFRESH_EVERY
+        while not stop.wait(wait):
+            with guard:
+                if stop.is_set():
+                    return
+                try:
+                    write()
+                    wait = REFRESH_EVERY
+                except Exception as exc:  # noqa: BLE001 - a blip must not end the refreshing
+                    log.warning(
+                        "warning: could not refresh the lock %s (%s): %s", name, operation, exc
+                    )
+                    wait = RETRY_REFRESH_EVERY
 
     thread = threading.Thread(target=refresher, name="dbfleet-lock-refresh", daemon=True)
     thread.start()
     try:
         yield
     finally:
-        stop.set()
-        thread.join(timeout=5)
-        storage.delete(name)
+        with guard:
+            stop.set()
+        thread.join()
+        _remove_lock(storage, name, f"of {operation}")

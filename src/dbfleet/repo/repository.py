@@ -62,6 +62,8 @@ class Repository:
         self.key_name = key_name
         self.config = config
         self._index: Index | None = None
+        self._index_files: set[str] = set()
+        """The index files ``_index`` was built from (and those written since)."""
         self.cache: MetadataCache | None = None
         """Set by :meth:`use_cache` (remote repositories)."""
 
@@ -234,15 +236,43 @@ class Repository:
     @property
     def index(self) -> Index:
         if self._index is None:
-            self._index = self.load_index()
+            names = self._list_cached("index/")
+            self._index = self._index_from(names)
+            self._index_files = set(names)
         return self._index
 
     def load_index(self) -> Index:
+        return self._index_from(self._list_cached("index/"))
+
+    def _index_from(self, names: list[str]) -> Index:
         index = Index()
-        for name in self._list_cached("index/"):
+        for name in names:
             for pack_id, size, blobs in self.read_index_file(name, listed=True):
                 index.add_pack(pack_id, size, blobs)
         return index
+
+    def adopt_index(self, index: Index, files: set[str]) -> None:
+        """Use ``index``, built from the index files ``files`` (``repo check``)."""
+        self._index, self._index_files = index, files
+
+    def refresh_index(self) -> None:
+        """Bring an index loaded earlier up to date, before writing under a new
+        lock: a prune may have run since the last lock was released (``backup
+        a b`` takes one per database), and deduplicating against packs it
+        deleted would record snapshots whose data is gone. Index files of
+        other writers are added; if any file the index came from is gone (a
+        prune replaced them), the index is loaded again on next use."""
+        if self._index is None:
+            return
+        names = self._list_cached("index/")
+        if not self._index_files.issubset(names):
+            self._index = None
+            return
+        for name in names:
+            if name not in self._index_files:
+                for pack_id, size, blobs in self.read_index_file(name, listed=True):
+                    self._index.add_pack(pack_id, size, blobs)
+                self._index_files.add(name)
 
     def read_index_file(
         self, name: str, *, listed: bool = False
@@ -260,6 +290,8 @@ class Repository:
         self.storage.put(name, sealed)
         if self.cache:
             self.cache.put(name, sealed)
+        if self._index is not None:
+            self._index_files.add(name)  # the writer adds its packs to the index next
         return name
 
     def list_names(self, prefix: str) -> list[str]:

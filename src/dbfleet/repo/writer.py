@@ -55,9 +55,9 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class BackupWriter:
-    """Stores the streams of one backup. Use as a context manager; call
-    :meth:`commit` to publish the snapshot. Leaving the block without commit
-    publishes nothing."""
+    """Stores the streams of one backup. Construct it while holding the
+    repository lock; use as a context manager; call :meth:`commit` to publish
+    the snapshot. Leaving the block without commit publishes nothing."""
 
     def __init__(
         self,
@@ -67,6 +67,9 @@ class BackupWriter:
         progress: ProgressCallback | None = None,
     ) -> None:
         self.repo = repo
+        # Deduplicate only against what storage holds now (the caller holds
+        # the lock already; see Repository.refresh_index).
+        repo.refresh_index()
         self.workers = workers or max(2, os.cpu_count() or 2)
         self.max_in_flight = self.workers * 4
         self.progress = Progress()
