@@ -45,7 +45,7 @@ INT64 = (-(2**63), 2**63 - 1)
 NAMES = ["Person", "with space", "back`tick", "dot.ted", "ünïcödé", "表", "_", "A1", "$dollar",
          "x" * 60]  # fmt: skip
 # Not "UTC": the driver reads the zone id UTC and the offset Z as the same
-# pytz.utc, so dbfleet restores both as Z (see dbfleet.engines.neo4j_values).
+# pytz.utc, so dbfleet restores both as Z (see dbfleet.engines.neo4j.values).
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "Etc/GMT+12",
          "Etc/UTC", "GMT"]  # fmt: skip
 
