@@ -7,19 +7,19 @@ and large objects. :func:`statements` turns a case into SQL."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from hypothesis import strategies as st
 
 from tests.generated.pg_types import (
     BUILTIN,
     SAFE_CHARS,
-    CaseTypes,
+    TEXT,
     PgType,
     Value,
+    array_element,
+    array_of,
     builtin,
-    case_type_definitions,
-    case_types,
     quote_ident,
     quote_literal,
 )
@@ -47,6 +47,54 @@ def derived(name: str, suffix: str) -> str:
     while len((name + suffix).encode()) > 63:
         name = name[:-1]
     return name + suffix
+
+
+@dataclass(frozen=True)
+class CaseTypes:
+    """The types a case defines: an enum, a domain and a composite, with odd
+    names and labels; their values, and regclass values naming the case's own
+    tables."""
+
+    schema: str
+    enum: str
+    labels: tuple[str, ...]
+    types: tuple[PgType, ...] = field(default=())
+
+
+def case_types(
+    schema: str, enum: str, labels: tuple[str, ...], tables: tuple[str, ...]
+) -> CaseTypes:
+    qualified = f"{quote_ident(schema)}.{quote_ident(enum)}"
+    label = st.sampled_from(labels)
+    domain, composite = f"{quote_ident(schema)}.dbf_posint", f"{quote_ident(schema)}.dbf_pair"
+    pair = st.builds(
+        lambda n, m, note: f"({n},{array_element(m)},{array_element(note)})",
+        st.integers(-5, 5),
+        label,
+        TEXT,
+    )
+    table_refs = st.sampled_from(tables) if tables else st.just("pg_class")
+    defined = (
+        PgType(qualified, label, labels[:2]),
+        PgType(f"{qualified}[]", array_of(st.none() | label), ("{}",)),
+        PgType(domain, st.integers(1, 2**31 - 1).map(str), ("1", "2147483647")),
+        PgType(composite, pair, ("(,,)", '(1,"' + labels[0].replace('"', '\\"') + '","")')),
+        PgType(f"{composite}[]", array_of(st.none() | pair), ("{}",)),
+        PgType("regclass", table_refs, ("pg_class", "0")),
+        PgType("regclass[]", array_of(st.none() | table_refs), ("{pg_class,NULL}",)),
+    )
+    return CaseTypes(schema, enum, labels, defined)
+
+
+def case_type_definitions(types: CaseTypes) -> list[str]:
+    schema = quote_ident(types.schema)
+    labels = ", ".join(quote_literal(label) for label in types.labels)
+    return [
+        f"CREATE TYPE {schema}.{quote_ident(types.enum)} AS ENUM ({labels})",
+        f"CREATE DOMAIN {schema}.dbf_posint AS integer CHECK (VALUE > 0)",
+        f"CREATE TYPE {schema}.dbf_pair AS (n integer, m {schema}.{quote_ident(types.enum)},"
+        " note text)",
+    ]
 
 
 @dataclass(frozen=True)
@@ -154,7 +202,8 @@ def everything() -> Case:
                   (("1", "'p'::text"), ("2", "'c'::text")), (0, 1)),
         TableSpec("doubled", "generated", (("n", text),), (("'one'::text",), (None,)), (1, -7)),
     )  # fmt: skip
-    return Case(types, tables, (b"", bytes(range(256)) * 20), mutate=0)
+    big_object = bytes((i * 7919) % 251 for i in range(300_000))  # many 2 kB pages
+    return Case(types, tables, (b"", bytes(range(256)) * 20, big_object), mutate=0)
 
 
 def _create(case: Case, table: TableSpec) -> list[str]:

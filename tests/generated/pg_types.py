@@ -3,8 +3,8 @@ name, a strategy of values in their text input form, and hand-picked
 extremes (every extreme also appears in the strategy). Values are SQL
 literals ready to embed (``'...'::type``) or ``None`` for NULL.
 
-Types that a case defines itself (enum, domain, composite) or that need an
-extension are produced by :func:`case_types` for the case's own names."""
+Types that a case defines itself (enum, domain, composite) are in
+:mod:`tests.generated.pg_cases`; those of an extension name it (``needs``)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ TEXT = st.text(SAFE_CHARS, max_size=30)
 ODD_STRINGS = (
     "", " ", "  padded  ", "NULL", "null", "\\N", "\\", "'", '"', "a,b", "{}", "()", "\t\n\r",
     "ünïcødé", "🐘🐘", "שלום", "𝔘𝔫𝔦", "e\u0301", "\u200b", "\x7f", "x" * 10000,
+    # 300 kB that do not compress: stored out of line (TOAST)
+    "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(100_000)),
 )  # fmt: skip
 
 
@@ -73,15 +75,15 @@ def _ints(bits: int, discrete_bound: bool = False) -> st.SearchStrategy[str]:
     return st.integers(low, high - 1 if discrete_bound else high).map(str)
 
 
-def _array_element(text: str) -> str:
+def array_element(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _array(elements: st.SearchStrategy[str | None], max_size: int = 4) -> st.SearchStrategy[str]:
+def array_of(elements: st.SearchStrategy[str | None], max_size: int = 4) -> st.SearchStrategy[str]:
     """One- or two-dimensional array literals with NULLs."""
 
     def render(items: list[str | None]) -> str:
-        return "{" + ",".join("NULL" if i is None else _array_element(i) for i in items) + "}"
+        return "{" + ",".join("NULL" if i is None else array_element(i) for i in items) + "}"
 
     one = st.lists(elements, max_size=max_size).map(render)
 
@@ -167,9 +169,9 @@ def _money(cents: int) -> str:
 
 def _hstore(pairs: dict[str, str | None]) -> str:
     def value(v: str | None) -> str:
-        return "NULL" if v is None else _array_element(v)
+        return "NULL" if v is None else array_element(v)
 
-    return ", ".join(f"{_array_element(k)}=>{value(v)}" for k, v in pairs.items())
+    return ", ".join(f"{array_element(k)}=>{value(v)}" for k, v in pairs.items())
 
 
 def _path(points: list[str], closed: bool) -> str:
@@ -201,6 +203,13 @@ NONZERO = FINITE.filter(lambda a: float(a) != 0)
 LINE = st.builds(lambda a, b, c: f"{{{a},{b},{c}}}", NONZERO, FINITE, FINITE)
 POINTS = st.lists(POINT, min_size=1, max_size=4)
 CIRCLE = st.builds(lambda p, r: f"<{p},{r}>", POINT, st.floats(0, 1e300).map(_float_text))
+SNAPSHOTS = st.integers(1, 2**40).flatmap(
+    lambda xmin: st.integers(xmin, xmin + 100).flatmap(
+        lambda xmax: st.lists(st.integers(xmin, xmax - 1), max_size=3, unique=True).map(
+            lambda xips: f"{xmin}:{xmax}:{','.join(map(str, sorted(xips)))}"
+        )
+    )
+)
 LSN = st.integers(0, 2**64 - 1).map(lambda n: f"{n >> 32:X}/{n & 0xFFFFFFFF:X}")
 
 
@@ -308,12 +317,31 @@ BUILTIN: tuple[PgType, ...] = (
     ),
     PgType("xml", XML, ('<?xml version="1.0"?><r/>', "text only", "<a><![CDATA[<&>]]></a>")),
     PgType(
-        "integer[]", _array(st.none() | _ints(32)), ("{}", "{{1,NULL},{NULL,4}}", "[-2:0]={1,2,3}")
+        "integer[]",
+        array_of(st.none() | _ints(32)),
+        ("{}", "{{1,NULL},{NULL,4}}", "[-2:0]={1,2,3}"),
     ),
     PgType(
-        "text[]", _array(st.none() | TEXT), ('{"",NULL,"NULL","a,b","\\\\","\\""}', "{{a,b},{c,d}}")
+        "text[]",
+        array_of(st.none() | TEXT),
+        ('{"",NULL,"NULL","a,b","\\\\","\\""}', "{{a,b},{c,d}}"),
     ),
-    PgType("timestamp with time zone[]", _array(st.none() | DATES), ("{infinity,-infinity,NULL}",)),
+    PgType(
+        "timestamp with time zone[]", array_of(st.none() | DATES), ("{infinity,-infinity,NULL}",)
+    ),
+    PgType(
+        "double precision[]",
+        array_of(st.none() | st.floats().map(_float_text)),
+        ("{NaN,Infinity,-Infinity,-0}",),
+    ),  # fmt: skip
+    PgType("numeric[]", array_of(st.none() | NUMERIC), ("{NaN,1e-20,NULL}",)),
+    PgType(
+        "bytea[]",
+        array_of(st.binary(max_size=8).map(lambda b: "\\x" + b.hex())),
+        ('{"\\\\x00ff"}',),
+    ),
+    PgType("jsonb[]", array_of(st.none() | JSON_TEXT), ('{"{\\"a\\": [1]}",null,"\\"\\""}',)),
+    PgType("interval[]", array_of(INTERVALS), ("{-178000000 years}",)),
     PgType("int4range", _range(INT4_BOUND, int), ("empty", "(,)", "[-2147483648,2147483647)")),
     PgType("int8range", _range(INT8_BOUND, int), ("[,9223372036854775806]",)),
     PgType("numrange", _range(NUMERIC, float), ("(-1.5,1.5]",)),
@@ -361,6 +389,30 @@ BUILTIN: tuple[PgType, ...] = (
     PgType("polygon", POINTS.map(lambda ps: "(" + ",".join(ps) + ")"), ("((0,0),(1,1),(1,0))",)),
     PgType("circle", CIRCLE, ("<(0,0),0>",)),
     PgType("oid", st.integers(0, 2**32 - 1).map(str), ("0", "4294967295")),
+    PgType("xid", st.integers(0, 2**32 - 1).map(str), ("0", "4294967295")),
+    PgType("xid8", st.integers(0, 2**64 - 1).map(str), ("18446744073709551615",)),
+    PgType(
+        "tid",
+        st.builds(lambda b, o: f"({b},{o})", st.integers(0, 2**32 - 1), st.integers(0, 65535)),
+        ("(0,0)", "(4294967295,65535)"),
+    ),  # fmt: skip
+    PgType(
+        "oidvector",
+        st.lists(st.integers(0, 2**32 - 1).map(str), max_size=4).map(" ".join),
+        ("", "0 4294967295"),
+    ),  # fmt: skip
+    PgType("int2vector", st.lists(_ints(16), max_size=4).map(" ".join), ("", "-32768 32767")),
+    PgType("pg_snapshot", SNAPSHOTS, ("1:1:", "10:20:10,14,15")),
+    PgType(
+        "jsonpath",
+        st.sampled_from(["$", "$.a[*] ? (@ > 1)", 'strict $."key with space"']),
+        ("$.a.b.c", "$[last]", 'lax $.** ? (@ like_regex "^a" flag "i")'),
+    ),  # fmt: skip
+    PgType(
+        "aclitem",
+        st.sampled_from(["=r/dbfleet", "dbfleet=arwdDxt/dbfleet", "pg_monitor=r*/dbfleet"]),
+        ("=/dbfleet",),
+    ),  # fmt: skip
     PgType("pg_lsn", LSN, ("0/0", "FFFFFFFF/FFFFFFFF")),
     _reg("regtype", "integer", "text[]", "pg_class", "timestamp with time zone", "void"),
     _reg("regproc", "now", "pg_catalog.textin", "array_in"),
@@ -390,51 +442,3 @@ BUILTIN: tuple[PgType, ...] = (
 
 def builtin(name: str) -> PgType:
     return next(t for t in BUILTIN if t.sql == name)
-
-
-@dataclass(frozen=True)
-class CaseTypes:
-    """The types a case defines: an enum, a domain and a composite, with odd
-    names and labels; their values, and regclass values naming the case's own
-    tables."""
-
-    schema: str
-    enum: str
-    labels: tuple[str, ...]
-    types: tuple[PgType, ...] = field(default=())
-
-
-def case_types(
-    schema: str, enum: str, labels: tuple[str, ...], tables: tuple[str, ...]
-) -> CaseTypes:
-    qualified = f"{quote_ident(schema)}.{quote_ident(enum)}"
-    label = st.sampled_from(labels)
-    domain, composite = f"{quote_ident(schema)}.dbf_posint", f"{quote_ident(schema)}.dbf_pair"
-    pair = st.builds(
-        lambda n, m, note: f"({n},{_array_element(m)},{_array_element(note)})",
-        st.integers(-5, 5),
-        label,
-        TEXT,
-    )
-    table_refs = st.sampled_from(tables) if tables else st.just("pg_class")
-    defined = (
-        PgType(qualified, label, labels[:2]),
-        PgType(f"{qualified}[]", _array(st.none() | label), ("{}",)),
-        PgType(domain, st.integers(1, 2**31 - 1).map(str), ("1", "2147483647")),
-        PgType(composite, pair, ("(,,)", '(1,"' + labels[0].replace('"', '\\"') + '","")')),
-        PgType(f"{composite}[]", _array(st.none() | pair), ("{}",)),
-        PgType("regclass", table_refs, ("pg_class", "0")),
-        PgType("regclass[]", _array(st.none() | table_refs), ("{pg_class,NULL}",)),
-    )
-    return CaseTypes(schema, enum, labels, defined)
-
-
-def case_type_definitions(types: CaseTypes) -> list[str]:
-    schema = quote_ident(types.schema)
-    labels = ", ".join(quote_literal(label) for label in types.labels)
-    return [
-        f"CREATE TYPE {schema}.{quote_ident(types.enum)} AS ENUM ({labels})",
-        f"CREATE DOMAIN {schema}.dbf_posint AS integer CHECK (VALUE > 0)",
-        f"CREATE TYPE {schema}.dbf_pair AS (n integer, m {schema}.{quote_ident(types.enum)},"
-        " note text)",
-    ]

@@ -155,7 +155,7 @@ def run_case(server: PgServer, estate: PgEstate, case: Case) -> None:
         dbs.drop()
 
 
-@settings(max_examples=generated_examples(6))
+@settings(max_examples=generated_examples(5))
 @given(case=cases())
 @example(case=everything())
 def test_generated_database_round_trip(
