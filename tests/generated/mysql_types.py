@@ -217,7 +217,12 @@ def _other_kinds() -> list[Kind]:
             ",".join), "HEX({c})", may_lose=True),  # fmt: skip
         Kind("JSON", JSON_VALUES.map(lambda v: json.dumps(v, ensure_ascii=False)), "HEX({c})"),
         Kind("INET6", st.ip_addresses(v=6).map(str)),
-        Kind("UUID", st.uuids().map(str)),
+        # the server refuses some version/variant combinations (NULL, or an error)
+        Kind("UUID", st.one_of(
+            st.sampled_from(["00000000-0000-0000-0000-000000000000",
+                             "ffffffff-ffff-ffff-ffff-ffffffffffff"]),
+            st.sampled_from([1, 3, 4, 5]).flatmap(lambda v: st.uuids(version=v)).map(str),
+        )),  # fmt: skip
         Kind("POINT", POINTS, geometry, "ST_GeomFromText(%s)"),
         Kind("LINESTRING", LINES, geometry, "ST_GeomFromText(%s)"),
         Kind("GEOMETRY", st.one_of(POINTS, LINES, POLYGONS), geometry, "ST_GeomFromText(%s)"),
