@@ -174,7 +174,7 @@ Names = Callable[[str], str]
 MAX_DATETIME = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 
 
-@settings(max_examples=generated_examples(6))
+@settings(max_examples=generated_examples(4))
 @given(data=collections(), position=st.sampled_from([0, 1, -1]))
 @example(data={"first": [{"_id": 1, "k": 0, "when": MAX_DATETIME - timedelta(days=1)}],
                "middle": [], "a.b": [{"_id": "x", "k": 0, "arr": [{"d": Int64(INT64[0])}]}]},
