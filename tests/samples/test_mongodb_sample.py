@@ -2,7 +2,7 @@
 embedded, invoices with their lines, customers with their support
 representative, playlists with arrays of track ids, and the artists;
 indexes on the fields an application queries. Backed up with mongodump,
-restored whole and one collection at a time (first, middle, last),
+restored whole and one collection alone,
 compared through pymongo, verified by fingerprint."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.integration.fixtures_mongodb import MongoServer
 from tests.samples.chinook import records
 
 COLLECTIONS = ["albums", "artists", "customers", "invoices", "playlists"]
-ALBUMS = 120
+ALBUMS = 60
 """Albums kept (of 347) with their tracks; FerretDB writes slowly."""
 
 
@@ -92,7 +92,7 @@ def test_chinook_documents_round_trip(
     differences = compare_fingerprints(snapshot.fingerprint, whole.fingerprint())
     assert [d.split(": ")[0] for d in differences] == ["invoices"], differences
 
-    for collection in (COLLECTIONS[0], COLLECTIONS[2], COLLECTIONS[-1]):  # first, middle, last
+    for collection in (COLLECTIONS[2],):  # the generated suite takes first, middle and last
         subset_db = mongo_databases("chinooks")
         subset = restore_as(MongoDBEngine, repo, snapshot, mongo_server.config(subset_db),
                             tables=(collection,))  # fmt: skip
