@@ -209,6 +209,26 @@ def test_inventory_that_is_not_utf8_text(tmp_path: Path, content: bytes, expecte
 
 
 @pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("a: " + "[" * 50000 + "]" * 50000, "YAML nested too deeply"),
+        ("a: " + "{b: " * 3000 + "1" + "}" * 3000, "YAML nested too deeply"),
+        ("repositories: {}\n" + "#" * (5 * 1024 * 1024), "larger than 4 MiB"),
+    ],
+    ids=["deep-lists", "deep-maps", "huge"],
+)
+def test_inventory_that_is_not_an_inventory(tmp_path: Path, content: str, expected: str) -> None:
+    line = error_line(run_cli("config", "check", config=inventory_file(tmp_path, content)))
+    assert expected in line
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])
+def test_inventory_that_is_a_device(device: str) -> None:
+    line = error_line(run_cli("config", "check", config=Path(device)))
+    assert line.startswith(f"dbfleet: error: {device} ")
+
+
+@pytest.mark.parametrize(
     "where",
     [
         "databases.notes.rpo",
