@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from dbfleet.config_yaml import read_document
+from dbfleet.config_yaml import missing_sections, read_document
 from dbfleet.engines.names import ALIASES, ENGINES, FILE_ENGINES, SERVER_ENGINES, canonical
 from dbfleet.errors import ConfigError, UsageError
 from dbfleet.schedule.config import (
@@ -445,24 +445,5 @@ def config_path(explicit: str | Path | None) -> Path:
 def load_inventory(explicit: str | Path | None = None) -> Inventory:
     path = config_path(explicit)
     document = read_document(path)
-    missing_sections(path, document)
+    missing_sections(path, document, Inventory.model_fields)
     return parse_inventory(document, path)
-
-
-def missing_sections(path: Path, document: Any) -> None:
-    """An inventory file without repositories or without databases is
-    almost always the wrong file (or an unfinished one): say which."""
-    hint = "is it the right file? see the README's inventory section"
-    if document is None or document == {}:
-        raise ConfigError(
-            f"{path} is empty: an inventory names its repositories and databases", hint=hint
-        )
-    if not isinstance(document, dict) or set(map(str, document)) - set(Inventory.model_fields):
-        return  # parse_inventory says what is wrong with it (a misspelt section, say)
-    missing = [k for k in ("repositories", "databases") if document.get(k) in (None, {}, [])]
-    if missing:
-        raise ConfigError(
-            f"{path} has no {' and no '.join(missing)}: an inventory needs at least one "
-            "repository and one database",
-            hint=hint,
-        )

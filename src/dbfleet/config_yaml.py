@@ -2,13 +2,15 @@
 
 Every way a file can fail to be an inventory ends in one ``ConfigError``
 line naming the file: not found, unreadable, too big, binary, not UTF-8,
-YAML syntax, and a key given twice in one mapping (PyYAML's own loader keeps
+YAML syntax, a key given twice in one mapping (PyYAML's own loader keeps
 the last one silently, so a second ``notes:`` database would quietly replace
-the first; here both lines are named).
+the first; here both lines are named), and an empty file or one without
+repositories or databases (almost always the wrong file).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,23 @@ def read_document(path: Path) -> Any:
         raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
+
+
+def missing_sections(path: Path, document: Any, known: Collection[str]) -> None:
+    """An inventory file without repositories or without databases is
+    almost always the wrong file (or an unfinished one): say which.
+    ``known``: the top-level keys of an inventory."""
+    hint = "is it the right file? see the README's inventory section"
+    if document is None or document == {}:
+        raise ConfigError(
+            f"{path} is empty: an inventory names its repositories and databases", hint=hint
+        )
+    if not isinstance(document, dict) or set(map(str, document)) - set(known):
+        return  # parse_inventory says what is wrong with it (a misspelt section, say)
+    missing = [k for k in ("repositories", "databases") if document.get(k) in (None, {}, [])]
+    if missing:
+        raise ConfigError(
+            f"{path} has no {' and no '.join(missing)}: an inventory needs at least one "
+            "repository and one database",
+            hint=hint,
+        )

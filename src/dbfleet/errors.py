@@ -10,6 +10,7 @@ nothing below the CLI prints or exits. Exit codes are a documented contract:
 2     bad usage or bad inventory (config, arguments, snapshot ids)
 3     repository or data integrity problem (corruption, wrong passphrase,
       fingerprint mismatch)
+128+N stopped by signal N (the CLI unwinds first: locks, staging files)
 ====  =====================================================================
 
 Messages are one line, and a password that slipped into one (a connection

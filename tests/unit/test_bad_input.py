@@ -17,7 +17,7 @@ from dbfleet.config import load_inventory, parse_inventory
 from dbfleet.errors import UsageError
 from dbfleet.operations.common import Repositories
 from dbfleet.operations.restore import resolve_target
-from dbfleet.repo import Snapshot
+from dbfleet.repo import Repository, Snapshot
 from dbfleet.repo.repository import SNAPSHOT_AAD
 
 
@@ -209,6 +209,26 @@ def test_inventory_that_is_not_utf8_text(tmp_path: Path, content: bytes, expecte
 
 
 @pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("a: " + "[" * 50000 + "]" * 50000, "YAML nested too deeply"),
+        ("a: " + "{b: " * 3000 + "1" + "}" * 3000, "YAML nested too deeply"),
+        ("repositories: {}\n" + "#" * (5 * 1024 * 1024), "larger than 4 MiB"),
+    ],
+    ids=["deep-lists", "deep-maps", "huge"],
+)
+def test_inventory_that_is_not_an_inventory(tmp_path: Path, content: str, expected: str) -> None:
+    line = error_line(run_cli("config", "check", config=inventory_file(tmp_path, content)))
+    assert expected in line
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])
+def test_inventory_that_is_a_device(device: str) -> None:
+    line = error_line(run_cli("config", "check", config=Path(device)))
+    assert line.startswith(f"dbfleet: error: {device} ")
+
+
+@pytest.mark.parametrize(
     "where",
     [
         "databases.notes.rpo",
@@ -341,6 +361,18 @@ def test_several_problems_are_listed_one_per_line_by_config_check(
 # -- snapshot ids, tables, flags ---------------------------------------------------
 
 
+def twin_of(repo: Repository, snapshot: Snapshot) -> str:
+    """Store a second manifest whose id starts with the same 4 hex digits as
+    ``snapshot``'s (~65k tries of sealing it with a fresh nonce); its id."""
+    body = snapshot.model_copy(update={"tags": ["twin"]}).model_dump_json().encode()
+    while True:
+        sealed = repo.key.encrypt(body, SNAPSHOT_AAD)
+        twin = blake3.blake3(sealed).hexdigest()
+        if twin[:4] == snapshot.id[:4] and twin != snapshot.id:
+            repo.storage.put(f"snapshots/{twin}", sealed)
+            return twin
+
+
 def test_an_ambiguous_short_id_is_called_ambiguous(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -348,16 +380,29 @@ def test_an_ambiguous_short_id_is_called_ambiguous(
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     repo = Repositories(load_inventory(own.config)).for_database("notes")
     latest = repo.find_snapshot("notes:latest")
-    body = latest.model_copy(update={"tags": ["twin"]}).model_dump_json().encode()
-    while True:  # ~65k tries: a second manifest whose id starts like the first
-        sealed = repo.key.encrypt(body, SNAPSHOT_AAD)
-        twin = blake3.blake3(sealed).hexdigest()
-        if twin[:4] == latest.id[:4] and twin != latest.id:
-            break
-    repo.storage.put(f"snapshots/{twin}", sealed)
+    twin = twin_of(repo, latest)
     for selector in (latest.id[:4], f"notes:{latest.id[:4]}"):
         line = error_line(own.run("restore", selector, "--to", tmp_path / "x.db"))
         assert "ambiguous" in line and latest.id[:12] in line and twin[:12] in line
+    assert own.run("restore", latest.id[:12], "--to", tmp_path / "x.db").code == 0
+
+
+def test_an_id_prefix_found_in_two_repositories_is_ambiguous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = Estate(tmp_path)
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    document = own.document({"notes": {"engine": "sqlite", "path": str(own.database)}})
+    document["repositories"]["second"] = {**document["repositories"]["local"],
+                                          "url": f"file://{tmp_path / 'second'}"}  # fmt: skip
+    document["databases"]["notes"]["repository"] = "local"
+    own.config.write_text(yaml.safe_dump(document))
+    repos = Repositories(load_inventory(own.config))
+    latest = repos.get("local").find_snapshot("notes:latest")
+    assert own.run("repo", "init", "second").code == 0
+    twin = twin_of(Repositories(load_inventory(own.config)).get("second"), latest)
+    line = error_line(own.run("restore", latest.id[:4], "--to", tmp_path / "x.db"))
+    assert f"{latest.id[:8]} in local" in line and f"{twin[:8]} in second" in line
     assert own.run("restore", latest.id[:12], "--to", tmp_path / "x.db").code == 0
 
 

@@ -11,7 +11,12 @@ from typing import cast
 from dbfleet.config import DatabaseConfig, Inventory
 from dbfleet.engines.base import ServerEngine
 from dbfleet.engines.registry import engine_for
-from dbfleet.errors import AmbiguousSnapshotError, SnapshotNotFoundError, UsageError
+from dbfleet.errors import (
+    AmbiguousSnapshotError,
+    DbfleetError,
+    SnapshotNotFoundError,
+    UsageError,
+)
 from dbfleet.repo import Repository, Snapshot, iter_stream
 from dbfleet.repo.cache import default_cache_root
 from dbfleet.secrets import repository_passphrase
@@ -65,15 +70,21 @@ class Repositories:
                 f"{selector!r} is too short for a snapshot id, and no database has that name",
                 hint="give at least 4 hex digits of the id; see 'dbfleet snapshots'",
             )
+        # Every repository is searched: a prefix found in two of them is
+        # ambiguous, not "the first one". One that cannot be opened does not
+        # hide a match elsewhere; its error counts only when nothing matched.
         found: list[tuple[str, Repository, Snapshot]] = []
+        unusable: DbfleetError | None = None
         for name in self.inventory.repositories:
-            repo = self.get(name)
             try:
+                repo = self.get(name)
                 found.append((name, repo, repo.find_snapshot(selector)))
             except AmbiguousSnapshotError:
                 raise
             except SnapshotNotFoundError:
                 continue
+            except DbfleetError as exc:
+                unusable = unusable or exc
         if len({snap.id for _name, _repo, snap in found}) > 1:
             where = ", ".join(f"{snap.short_id} in {name}" for name, _repo, snap in found)
             raise AmbiguousSnapshotError(
@@ -82,6 +93,8 @@ class Repositories:
             )
         if found:
             return found[0][1], found[0][2]
+        if unusable is not None:
+            raise unusable
         raise SnapshotNotFoundError(
             f"no snapshot matches {selector!r} in any repository, and no database has that name",
             hint="see 'dbfleet snapshots'",

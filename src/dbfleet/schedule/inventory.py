@@ -15,14 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dbfleet.config import (
-    Inventory,
-    config_path,
-    load_inventory,
-    missing_sections,
-    parse_inventory,
-)
-from dbfleet.config_yaml import read_document
+from dbfleet.config import Inventory, config_path, load_inventory, parse_inventory
+from dbfleet.config_yaml import missing_sections, read_document
 from dbfleet.errors import ConfigError
 from dbfleet.schedule.config import (
     DATABASE_KEYS,
@@ -106,7 +100,7 @@ def load(explicit: str | Path | None = None) -> tuple[Inventory, Scheduling]:
         return inventory, check(inventory, scheduling_of(inventory))
     path = config_path(explicit)
     document = read_document(path)
-    missing_sections(path, document)
+    missing_sections(path, document, Inventory.model_fields)
     rest, taken = split_document(document)
     inventory = parse_inventory(rest, path)
     return inventory, check(inventory, parse_scheduling(taken, path))
