@@ -8,18 +8,21 @@ read whole, its content hash checked against its name, and every blob
 decrypted, decompressed and checked against its id.
 
 Findings are *errors* (data a snapshot needs is missing or damaged: exit 3)
-or *warnings* (unreferenced packs left by an interrupted backup, stale locks:
-harmless, removed by prune / ``repo unlock``).
+or *warnings* (unreferenced packs left by an interrupted backup, stale locks,
+unfinished writes of killed processes: harmless, removed by prune / ``repo
+unlock``). *Notes* say what the check left out and why.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import blake3
 
 from dbfleet.errors import DbfleetError, IntegrityError, NotFoundError
+from dbfleet.repo import debris
 from dbfleet.repo.index import BlobLocation, Index
 from dbfleet.repo.lock import list_locks
 from dbfleet.repo.pack import PackedBlob, pack_name, parse_header, read_header
@@ -31,6 +34,7 @@ from dbfleet.repo.snapshot import decode_tree
 class CheckReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     packs: int = 0
     blobs: int = 0
     snapshots: int = 0
@@ -46,6 +50,7 @@ class CheckReport:
             "ok": self.ok,
             "errors": self.errors,
             "warnings": self.warnings,
+            "notes": self.notes,
             "packs": self.packs,
             "blobs": self.blobs,
             "snapshots": self.snapshots,
@@ -61,6 +66,7 @@ def check_repository(
     on_pack: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
     report = CheckReport()
+    started = time.time()
     indexed: dict[str, tuple[int, list[PackedBlob]]] = {}
     for name in repo.list_names("index/"):
         try:
@@ -132,6 +138,7 @@ def check_repository(
     for lock in list_locks(repo.storage):
         if lock.is_stale():
             report.warnings.append(f"stale {lock.describe()} (remove with 'dbfleet repo unlock')")
+    _report_unfinished(repo, report, started)
     return report
 
 
@@ -139,6 +146,25 @@ def _location(loc: BlobLocation | None, stored: dict[str, int]) -> BlobLocation 
     if loc is None or loc.pack_id not in stored:
         return None
     return loc
+
+
+def _report_unfinished(repo: Repository, report: CheckReport, now: float) -> None:
+    scan = debris.scan_unfinished(repo.storage, now=now)
+    hours = debris.DEBRIS_GRACE / 3600
+    if scan.error:
+        report.notes.append(f"unfinished writes were not looked for: {scan.error}")
+    if scan.stale:
+        report.warnings.append(
+            f"{len(scan.stale)} unfinished writes left by killed or failed writers (temporary "
+            f"files or incomplete uploads, older than {hours:g} h or given up; 'dbfleet repo "
+            f"unlock' or prune removes them): {debris.describe_unfinished(scan.stale, now)}"
+        )
+    if scan.recent:
+        report.notes.append(
+            f"{len(scan.recent)} unfinished writes younger than {hours:g} h left alone (writes "
+            "in progress, or of processes killed recently): "
+            + debris.describe_unfinished(scan.recent, now)
+        )
 
 
 def _read_pack(
