@@ -88,8 +88,9 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot stat {name}: {exc.strerror}") from exc
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        # Walk from the deepest directory the prefix names, then filter.
+    def _walk(self, prefix: str, *, temporary: bool) -> Iterator[tuple[str, str]]:
+        """``(name below the root, path)`` of the objects (or of the temporary
+        files) below the deepest directory that ``prefix`` names."""
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self.root / base if base else self.root
         if not start.is_dir():
@@ -97,16 +98,19 @@ class LocalStorage:
         for dirpath, _dirnames, filenames in os.walk(start):
             rel_dir = os.path.relpath(dirpath, self.root)
             for filename in filenames:
-                if filename.endswith(_TMP_SUFFIX):
-                    continue
-                name = filename if rel_dir == "." else f"{rel_dir}/{filename}"
-                if not name.startswith(prefix):
-                    continue
-                try:
-                    size = os.stat(os.path.join(dirpath, filename)).st_size
-                except FileNotFoundError:
-                    continue
-                yield ObjectInfo(name, size)
+                if filename.endswith(_TMP_SUFFIX) == temporary:
+                    name = filename if rel_dir == "." else f"{rel_dir}/{filename}"
+                    yield name, os.path.join(dirpath, filename)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for name, path in self._walk(prefix, temporary=False):
+            if not name.startswith(prefix):
+                continue
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            yield ObjectInfo(name, size)
 
     def delete(self, name: str) -> None:
         try:
@@ -122,24 +126,18 @@ class LocalStorage:
     def unfinished_writes(self, prefix: str = "") -> builtins.list[UnfinishedWrite]:
         """Temporary files below ``prefix`` (any age; the caller judges)."""
         found: builtins.list[UnfinishedWrite] = []
-        if not self.root.is_dir():
-            return found
-        for dirpath, _dirnames, filenames in os.walk(self.root):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            for filename in filenames:
-                if not filename.endswith(_TMP_SUFFIX):
-                    continue
-                token = filename if rel_dir == "." else f"{rel_dir}/{filename}"
-                # ".<leaf>.<12 hex>.dbfleet-tmp" -> "<dir>/<leaf>"
-                leaf = filename[1:].removesuffix(_TMP_SUFFIX).rsplit(".", 1)[0]
-                name = leaf if rel_dir == "." else f"{rel_dir}/{leaf}"
-                if not name.startswith(prefix):
-                    continue
-                try:
-                    started = os.stat(os.path.join(dirpath, filename)).st_mtime
-                except FileNotFoundError:
-                    continue  # renamed into place or removed meanwhile
-                found.append(UnfinishedWrite(name, started, token))
+        for token, path in self._walk(prefix, temporary=True):
+            # "<dir>/.<leaf>.<12 hex>.dbfleet-tmp" -> "<dir>/<leaf>"
+            folder, _, filename = token.rpartition("/")
+            leaf = filename[1:].removesuffix(_TMP_SUFFIX).rsplit(".", 1)[0]
+            name = f"{folder}/{leaf}" if folder else leaf
+            if not name.startswith(prefix):
+                continue
+            try:
+                started = os.stat(path).st_mtime
+            except FileNotFoundError:
+                continue  # renamed into place or removed meanwhile
+            found.append(UnfinishedWrite(name, started, token))
         return found
 
     def remove_unfinished(self, write: UnfinishedWrite) -> bool:
