@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -697,6 +698,9 @@ def test_s3_failed_abort_leaves_only_an_invisible_upload(s3_storage: S3Factory) 
     with pytest.raises(NotFoundError):
         storage.get("data/ab/pack")
     assert [name for name, *_ in storage.incomplete_uploads()] == ["data/ab/pack"]
+    (write,) = storage.unfinished_writes()  # the same, as the storage interface's debris
+    assert write.name == "data/ab/pack" and abs(time.time() - write.started) < 600
+    assert storage.unfinished_writes("snapshots/") == []
     assert storage.abort_incomplete_uploads(older_than=3600) == 0  # may still be running
     assert storage.abort_incomplete_uploads(older_than=0) == 1
     assert storage.incomplete_uploads() == []

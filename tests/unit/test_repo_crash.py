@@ -21,6 +21,7 @@ from dbfleet.engines._shared.process import dump_process
 from dbfleet.errors import EngineError
 from dbfleet.repo import BackupWriter, Repository, Snapshot
 from dbfleet.repo.check import check_repository
+from dbfleet.repo.debris import DEBRIS_GRACE, remove_stale_unfinished
 from dbfleet.repo.lock import list_locks, remove_stale_locks, repository_lock
 from dbfleet.repo.prune import prune
 from dbfleet.storage import LocalStorage
@@ -214,6 +215,96 @@ def test_concurrent_writers(kit: RepoKit) -> None:
     assert report.ok, report.errors
     assert report.warnings == []
     assert len(list(fresh.storage.list("index/"))) == 2
+
+
+# -- debris of killed writers: temporary files -------------------------------
+
+STALLED_PUT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from dbfleet.storage import LocalStorage
+
+    real_fsync = os.fsync
+
+    def stalled(fd):  # the data is written; the process stops before the rename
+        print("writing", flush=True)
+        time.sleep(3600)
+
+    os.fsync = stalled
+    LocalStorage(Path(sys.argv[1])).put("data/ab/" + "ab" * 32, os.urandom(3 << 20))
+    """
+)
+
+
+def _stalled_writer(root: Path) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen([sys.executable, "-c", STALLED_PUT, str(root)], stdout=subprocess.PIPE)
+    assert child.stdout is not None and child.stdout.readline() == b"writing\n"
+    return child
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_temporary_files_of_killed_writers_are_reported_and_removed(kit: RepoKit) -> None:
+    root = kit.tmp_path / "repo"
+    repo = kit.init(LocalStorage(root))
+    kit.backup(repo, kit.mixed(MiB, seed=40))
+
+    writer = _stalled_writer(root)
+    try:
+        (tmp,) = (root / "data" / "ab").glob("*.dbfleet-tmp")
+        assert [o.name for o in repo.storage.list("data/ab/")] == []  # invisible to list
+        _age(tmp, DEBRIS_GRACE + 60)  # old, but its writer lives: never removed
+        report = check_repository(repo)
+        assert report.ok and any("1 unfinished writes left by" in w for w in report.warnings)
+        removal = remove_stale_unfinished(repo.storage)
+        assert removal.removed == [] and len(removal.in_use) == 1 and tmp.exists()
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if writer.stdout:
+            writer.stdout.close()
+
+    young = _stalled_writer(root)  # killed a moment ago: within the grace period
+    young.send_signal(signal.SIGKILL)
+    young.wait()
+    if young.stdout:
+        young.stdout.close()
+    report = check_repository(repo)
+    assert report.ok
+    assert any(f"data/ab/{'ab' * 32}" in w for w in report.warnings)
+    assert any("1 unfinished writes younger than" in n for n in report.notes)
+
+    # `repo unlock` (and prune) remove the stale one, not the young one
+    removal = remove_stale_unfinished(repo.storage)
+    assert [w.name for w in removal.removed] == [f"data/ab/{'ab' * 32}"] and not tmp.exists()
+    assert len(list((root / "data" / "ab").glob("*.dbfleet-tmp"))) == 1
+    for leftover in (root / "data" / "ab").glob("*.dbfleet-tmp"):
+        _age(leftover, DEBRIS_GRACE + 60)
+    stats = prune(Repository.open(LocalStorage(root), PASSPHRASE))
+    assert stats.unfinished_writes_removed == 1
+    assert list(root.rglob("*.dbfleet-tmp")) == []
+    assert check_repository(repo).warnings == []
+
+
+def test_interrupted_local_put_leaves_no_temporary_file(
+    kit: RepoKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (KeyboardInterrupt) in the middle of a write cleans up too."""
+    storage = kit.local()
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        storage.put("data/cd/object", b"x" * 1000)
+    monkeypatch.undo()
+    assert list(storage.root.rglob("*.dbfleet-tmp")) == []
+    assert storage.unfinished_writes() == []
 
 
 def test_backup_after_a_prune_between_two_locks(kit: RepoKit) -> None:

@@ -74,6 +74,8 @@ def check(
         if not json_output:
             for w in report.warnings:
                 output.stderr.print(f"{name}: warning: {w}")
+            for n in report.notes:
+                output.stderr.print(f"{name}: note: {n}")
             for e in report.errors:
                 output.stderr.print(f"{name}: error: {e}")
             status = "no errors" if report.ok else f"{len(report.errors)} errors"
@@ -91,11 +93,20 @@ def check(
 
 @app.command()
 def unlock(ctx: typer.Context, repository: RepoArg = None) -> None:
-    """Remove stale locks (left by crashed processes). Live locks are kept."""
+    """Remove stale locks and the unfinished writes (temporary files, incomplete
+    S3 uploads) of crashed processes, older than an hour. Live locks, and files
+    a live process is still writing, are kept."""
     st = state(ctx)
     for name in ops.repository_names(st.inventory(), repository):
-        removed = ops.unlock(st.repos(), name)
-        output.stdout.print(f"{name}: removed {len(removed)} stale locks")
+        result = ops.unlock(st.repos(), name)
+        for failure in result.unfinished.failures:
+            output.stderr.print(f"{name}: warning: {failure}")
+        in_use = len(result.unfinished.in_use)
+        output.stdout.print(
+            f"{name}: removed {len(result.locks)} stale locks, "
+            f"{len(result.unfinished.removed)} unfinished writes"
+            + (f" ({in_use} still being written, kept)" if in_use else "")
+        )
 
 
 def _new_passphrase(env: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from dbfleet.config import Inventory
@@ -11,6 +12,7 @@ from dbfleet.errors import RepositoryError
 from dbfleet.operations.common import Repositories
 from dbfleet.repo import Repository
 from dbfleet.repo.check import CheckReport, check_repository
+from dbfleet.repo.debris import DebrisRemoval, remove_stale_unfinished
 from dbfleet.repo.lock import LockInfo, remove_stale_locks, repository_lock
 from dbfleet.secrets import repository_passphrase
 from dbfleet.storage import Storage, open_storage
@@ -61,5 +63,14 @@ def check(
         return report
 
 
-def unlock(repos: Repositories, name: str) -> list[LockInfo]:
-    return remove_stale_locks(repos.get(name).storage)
+@dataclass
+class UnlockResult:
+    locks: list[LockInfo] = field(default_factory=list)
+    unfinished: DebrisRemoval = field(default_factory=DebrisRemoval)
+
+
+def unlock(repos: Repositories, name: str) -> UnlockResult:
+    """Remove stale locks, and the stale unfinished writes (temporary files,
+    incomplete uploads) that killed processes left (see repo.debris)."""
+    storage = repos.get(name).storage
+    return UnlockResult(remove_stale_locks(storage), remove_stale_unfinished(storage))

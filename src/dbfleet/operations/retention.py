@@ -155,19 +155,4 @@ def prune_repository(
 ) -> PruneStats:
     repo = repos.get(name)
     with repository_lock(repo.storage, exclusive=True, operation="prune"):
-        stats = prune(repo, dry_run=dry_run, on_progress=on_progress)
-        if not dry_run:
-            _abort_stale_uploads(repo, stats)
-        return stats
-
-
-def _abort_stale_uploads(repo: Repository, stats: PruneStats) -> None:
-    """S3: parts of uploads that a killed process left behind are invisible
-    but billed; abort those older than a day (younger ones may be live)."""
-    from dbfleet.storage.s3 import S3Storage
-
-    inner = getattr(repo.storage, "inner", repo.storage)
-    if isinstance(inner, S3Storage):
-        aborted = inner.abort_incomplete_uploads()
-        if aborted:
-            stats.notes.append(f"aborted {aborted} incomplete multipart uploads")
+        return prune(repo, dry_run=dry_run, on_progress=on_progress)

@@ -11,7 +11,9 @@ Crash safety, by write order:
 2. write new index files describing every surviving blob;
 3. delete the old index files;
 4. delete packs that are now unreferenced (fully unused, repacked, or
-   leftovers of interrupted backups).
+   leftovers of interrupted backups);
+5. remove unfinished writes (temporary files, incomplete uploads) of killed
+   processes older than :data:`dbfleet.repo.debris.DEBRIS_GRACE`.
 
 A crash after 1 or 2 leaves duplicate but valid entries; after 3, only
 unreferenced packs, which ``repo check`` reports as harmless and the next
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dbfleet.errors import IntegrityError
+from dbfleet.repo.debris import remove_stale_unfinished, scan_unfinished
 from dbfleet.repo.pack import TARGET_PACK_SIZE, PackBuilder, PackedBlob, pack_name
 from dbfleet.repo.repository import Repository
 from dbfleet.repo.snapshot import decode_tree
@@ -52,6 +55,8 @@ class PruneStats:
     index_files_written: int = 0
     index_files_deleted: int = 0
     unindexed_packs_deleted: int = 0
+    unfinished_writes_removed: int = 0
+    """Dry run: how many would be removed."""
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -134,8 +139,15 @@ def prune(
             say("classifying packs")
             plan = _classify(repo, used, stored, stats, repack_threshold)
             if dry_run:
+                stats.unfinished_writes_removed = len(scan_unfinished(repo.storage).stale)
                 return stats
             _execute(repo, used, plan, stored, stats, say)
+    say("removing unfinished writes of killed processes")
+    debris = remove_stale_unfinished(repo.storage)
+    stats.unfinished_writes_removed = len(debris.removed)
+    if debris.removed:
+        stats.notes.append(f"removed {len(debris.removed)} unfinished writes of killed processes")
+    stats.notes.extend(debris.failures)  # never fails the prune: the data part is done
     return stats
 
 

@@ -29,10 +29,18 @@ def open_storage(url: str, options: RepositoryConfig | None = None) -> Storage:
     if parsed.scheme == "memory":
         return _MEMORY.setdefault(parsed.netloc, MemoryStorage(parsed.netloc))
     if parsed.scheme == "s3":
+        from dbfleet.repo.cache import default_cache_root
         from dbfleet.storage.retry import RetryingStorage
         from dbfleet.storage.s3 import S3Storage
 
-        return RetryingStorage(S3Storage.from_url(url, (options or RepositoryConfig(url=url)).s3))
+        cache = default_cache_root()
+        return RetryingStorage(
+            S3Storage.from_url(
+                url,
+                (options or RepositoryConfig(url=url)).s3,
+                abort_journal=cache / "s3-abandoned-uploads" if cache else None,
+            )
+        )
     raise UsageError(
         f"unsupported repository url {url!r}",
         hint="use file:///path or s3://bucket/prefix",

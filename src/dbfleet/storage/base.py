@@ -49,3 +49,31 @@ class Storage(Protocol):
     def delete(self, name: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class UnfinishedWrite:
+    """A write that never completed and that ``list`` does not show: the
+    temporary file of a killed process (local disk) or an incomplete multipart
+    upload (S3). It costs space and nothing else; see :mod:`dbfleet.repo.debris`."""
+
+    name: str
+    """The object it was meant to become, e.g. ``data/ab/ab12...``."""
+    started: float
+    """When it was last written to (local: the temporary file's mtime) or
+    started (S3: the upload's initiation, by the server's clock), epoch seconds."""
+    token: str
+    """What the backend needs to remove it (a temporary file's name, an upload id)."""
+    abandoned: bool = False
+    """Its writer gave up on it (an abort that failed): stale whatever its age."""
+
+
+@runtime_checkable
+class UnfinishedWrites(Protocol):
+    """Backends whose writes can leave invisible debris when the writer dies."""
+
+    def unfinished_writes(self, prefix: str = "") -> list[UnfinishedWrite]: ...
+
+    def remove_unfinished(self, write: UnfinishedWrite) -> bool:
+        """Remove it; ``False`` when a live writer is still on it (left alone)."""
+        ...

@@ -13,6 +13,7 @@ start and skips the names it already yielded, so no name is yielded twice.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 import time
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from dbfleet.errors import NotFoundError, StorageError
-from dbfleet.storage.base import ObjectInfo, Storage
+from dbfleet.storage.base import ObjectInfo, Storage, UnfinishedWrite, UnfinishedWrites
 
 __all__ = ["PermanentStorageError", "RetryingStorage", "is_transient"]
 
@@ -126,3 +127,18 @@ class RetryingStorage:
 
     def close(self) -> None:
         self.inner.close()
+
+    def unfinished_writes(self, prefix: str = "") -> builtins.list[UnfinishedWrite]:
+        """The inner backend's (none if it leaves no debris)."""
+        inner = self.inner
+        if not isinstance(inner, UnfinishedWrites):
+            return []
+        return self._call(
+            f"list unfinished writes {prefix!r}", lambda: inner.unfinished_writes(prefix)
+        )
+
+    def remove_unfinished(self, write: UnfinishedWrite) -> bool:
+        inner = self.inner
+        if not isinstance(inner, UnfinishedWrites):
+            return True
+        return self._call(f"remove unfinished {write.name}", lambda: inner.remove_unfinished(write))

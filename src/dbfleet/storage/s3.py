@@ -8,9 +8,12 @@ is the key ``prefix/data/ab/ab12...``. Contracts (see :mod:`dbfleet.storage.base
   Bodies above :data:`MULTIPART_THRESHOLD` upload in parts; any failure of a
   part (or an interrupt) aborts the multipart upload, and S3 never shows an
   unfinished multipart upload as an object, so ``list`` and ``repo check``
-  never see half a pack. If even the abort fails (the network is gone), the
-  parts stay invisible until :meth:`S3Storage.abort_incomplete_uploads` or a
-  bucket lifecycle rule (``AbortIncompleteMultipartUpload``) removes them.
+  never see half a pack. If even the abort fails (the server or network is
+  gone), the parts stay, invisible; the writer notes the upload in its
+  journal (:mod:`dbfleet.storage.s3_journal`), and :meth:`S3Storage.unfinished_writes`
+  finds it (with the ones a killed process left) for ``repo check``, ``repo
+  unlock`` and prune (see :mod:`dbfleet.repo.debris`), as does a bucket
+  lifecycle rule (``AbortIncompleteMultipartUpload``).
 - ``get`` uses an HTTP Range; a range past the end returns what exists.
 - Each HTTP request is retried by botocore ("standard" mode: connection
   errors, 5xx, throttling); wrap the storage in
@@ -49,8 +52,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dbfleet.config import S3Options
 from dbfleet.errors import NotFoundError, StorageError, UsageError
-from dbfleet.storage.base import ObjectInfo
+from dbfleet.storage.base import ObjectInfo, UnfinishedWrite
 from dbfleet.storage.retry import PermanentStorageError
+from dbfleet.storage.s3_journal import AbortJournal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -183,7 +187,10 @@ class S3Storage:
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
         list_page_size: int = 1000,
+        abort_journal: Path | None = None,
     ) -> None:
+        """``abort_journal``: where to remember uploads whose abort failed
+        (see :mod:`dbfleet.storage.s3_journal`); ``None``: nowhere."""
         if not bucket:
             raise UsageError("an S3 repository url needs a bucket: s3://bucket/prefix")
         self.bucket = bucket
@@ -195,6 +202,7 @@ class S3Storage:
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self.list_page_size = list_page_size
+        self._journal = AbortJournal(abort_journal, endpoint, bucket) if abort_journal else None
         self._credential_source = credentials.source
         self._redact = tuple(
             s
@@ -229,7 +237,9 @@ class S3Storage:
             self.client.meta.events.register(f"before-send.s3.{operation}", _no_expect_continue)
 
     @classmethod
-    def from_url(cls, url: str, options: S3Options | None = None) -> S3Storage:
+    def from_url(
+        cls, url: str, options: S3Options | None = None, abort_journal: Path | None = None
+    ) -> S3Storage:
         """``s3://bucket/prefix`` with the inventory's ``s3:`` settings."""
         options = options or S3Options()
         parts = urlsplit(url)
@@ -267,6 +277,7 @@ class S3Storage:
             region=region,
             path_style=options.path_style,
             verify_tls=options.verify_tls,
+            abort_journal=abort_journal,
         )
 
     # -- names -----------------------------------------------------------
@@ -362,9 +373,12 @@ class S3Storage:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except (ClientError, *_NETWORK_ERRORS) as exc:
+            if self._journal:
+                self._journal.add(key, upload_id)
             log.warning(
-                "could not abort the unfinished upload of %s in %s (%s); it stays invisible "
-                "and is removed by S3Storage.abort_incomplete_uploads or a lifecycle rule",
+                "could not abort the unfinished upload of %s in %s (%s); its parts stay "
+                "(invisible) until 'dbfleet repo unlock' or prune on this host aborts it "
+                "once the server answers, or a lifecycle rule removes it",
                 key,
                 self._where(),
                 self._error(exc, "abort", key),
@@ -505,21 +519,60 @@ class S3Storage:
         may belong to a backup that is still running."""
         cutoff = time.time() - older_than
         aborted = 0
-        for name, upload_id, initiated in self.incomplete_uploads(prefix):
-            if initiated.timestamp() > cutoff:
-                continue
-            try:
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=self._root + name, UploadId=upload_id
-                )
-            except ClientError as exc:
-                if _code(exc) == "NoSuchUpload":
-                    continue
-                raise self._error(exc, "abort upload", name) from exc
-            except _NETWORK_ERRORS as exc:
-                raise self._error(exc, "abort upload", name) from exc
-            aborted += 1
+        for write in self.unfinished_writes(prefix):
+            if write.started <= cutoff:
+                self.remove_unfinished(write)
+                aborted += 1
         return aborted
+
+    def unfinished_writes(self, prefix: str = "") -> builtins.list[UnfinishedWrite]:
+        """:meth:`incomplete_uploads`, and the uploads whose abort failed on
+        this host (:mod:`dbfleet.storage.s3_journal`), as the storage
+        interface's debris (:class:`dbfleet.storage.base.UnfinishedWrites`)."""
+        journal = {e.upload_id: e for e in self._journal.entries()} if self._journal else {}
+        found = [
+            UnfinishedWrite(name, initiated.timestamp(), upload_id, upload_id in journal)
+            for name, upload_id, initiated in self.incomplete_uploads(prefix)
+        ]
+        listed = {w.token for w in found}
+        wanted = self._root + prefix
+        for entry in journal.values():
+            if entry.upload_id in listed or not entry.key.startswith(wanted):
+                continue
+            if self._upload_exists(entry.key, entry.upload_id):
+                found.append(
+                    UnfinishedWrite(
+                        entry.key[len(self._root) :], entry.recorded, entry.upload_id, True
+                    )
+                )
+            else:
+                assert self._journal is not None
+                self._journal.remove(entry.upload_id)  # completed, or aborted elsewhere
+        return found
+
+    def _upload_exists(self, key: str, upload_id: str) -> bool:
+        """Asked by exact key, which every server answers (see the journal)."""
+        try:
+            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        except (ClientError, *_NETWORK_ERRORS) as exc:
+            raise self._error(exc, "list uploads", key) from exc
+        return any(u["UploadId"] == upload_id for u in answer.get("Uploads", []))
+
+    def remove_unfinished(self, write: UnfinishedWrite) -> bool:
+        """Abort the upload. S3 cannot tell whether its writer still lives:
+        the caller's age rule (:mod:`dbfleet.repo.debris`) decides."""
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._root + write.name, UploadId=write.token
+            )
+        except ClientError as exc:
+            if _code(exc) != "NoSuchUpload":  # else: completed or aborted meanwhile
+                raise self._error(exc, "abort upload", write.name) from exc
+        except _NETWORK_ERRORS as exc:
+            raise self._error(exc, "abort upload", write.name) from exc
+        if self._journal:
+            self._journal.remove(write.token)
+        return True
 
 
 def _no_expect_continue(request: Any, **_kwargs: Any) -> None:
