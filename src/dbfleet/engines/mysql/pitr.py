@@ -40,17 +40,15 @@ from dbfleet.engines._shared.process import (
 from dbfleet.engines.base import RestoreOptions
 from dbfleet.engines.mysql import MySQLEngine
 from dbfleet.engines.mysql.binlog import (
-    HEADER,
-    MAGIC,
     STREAM,
     binlog_owner,
     dumps_of,
     file_name,
     file_number,
     is_binlog,
-    split_events,
 )
-from dbfleet.engines.mysql.binlog import KIND as BINLOG_KIND
+from dbfleet.engines.mysql.binlog_events import HEADER, MAGIC, split_events
+from dbfleet.engines.mysql.binlog_events import KIND as BINLOG_KIND
 from dbfleet.engines.mysql.server import Tool
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
