@@ -35,13 +35,11 @@ import yaml
 
 from dbfleet.config import load_inventory
 from dbfleet.engines.mysql.binlog import (
-    HEADER,
-    ROTATE,
     STREAM,
     capture_binlogs,
     is_binlog,
-    split_events,
 )
+from dbfleet.engines.mysql.binlog_events import HEADER, ROTATE, split_events
 from dbfleet.engines.mysql.pitr import missing_after, restore_to_time
 from dbfleet.errors import EngineError, SnapshotNotFoundError
 from dbfleet.operations.backup import backup_database

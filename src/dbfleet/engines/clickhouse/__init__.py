@@ -95,9 +95,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
 import uuid
-from collections.abc import Callable
 from typing import Any, BinaryIO, ClassVar, cast
 
 from dbfleet.config import DatabaseConfig
@@ -110,17 +108,22 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
-from dbfleet.engines.clickhouse.http import Client, Location, ServerError, with_database
-from dbfleet.engines.clickhouse.restore import STAGING_PREFIX, Restore
+from dbfleet.engines.clickhouse.http import Client, Location, with_database
+from dbfleet.engines.clickhouse.queries import (
+    Background,
+    database_exists,
+    fingerprint_table,
+    schema_objects,
+    table_columns,
+    table_version,
+)
+from dbfleet.engines.clickhouse.restore import Restore
 from dbfleet.engines.clickhouse.schema import (
     SYSTEM_DATABASES,
     SchemaObject,
-    classify,
-    fingerprint_sql,
     quote,
     quote_literal,
     replicated_path_is_shared,
-    version_key,
 )
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
@@ -203,75 +206,13 @@ class ClickHouseEngine:
             not in ("system", "default", "INFORMATION_SCHEMA", "information_schema")
         )
 
-    def _database_exists(self, client: Client, db: str) -> bool:
-        return bool(client.rows(f"SELECT 1 FROM system.databases WHERE name = {quote_literal(db)}"))
-
     def _require_database(self, client: Client) -> None:
         db = self.location.database
-        if not self._database_exists(client, db):
+        if not database_exists(client, db):
             raise EngineError(
                 f"ClickHouse database {self.location.describe()} does not exist",
                 hint="check the database name in url",
             )
-
-    def _objects(self, client: Client, db: str) -> list[SchemaObject]:
-        rows = client.rows(
-            f"SELECT name, engine FROM system.tables WHERE database = {quote_literal(db)}"
-            " AND NOT is_temporary ORDER BY name"
-        )
-        objects = []
-        for row in rows:
-            name, engine = str(row["name"]), str(row["engine"])
-            if name.startswith((".inner.", ".inner_id.", STAGING_PREFIX)):
-                continue
-            objects.append(classify(name, engine, self._show_create(client, db, name, engine)))
-        return objects
-
-    def _show_create(self, client: Client, db: str, name: str, engine: str) -> str:
-        what = "DICTIONARY" if engine == "Dictionary" else "TABLE"
-        try:
-            rows = client.rows(f"SHOW CREATE {what} {quote(db)}.{quote(name)}")
-        except ServerError:
-            if what == "DICTIONARY":  # a Dictionary-engine *table* (18.x style)
-                rows = client.rows(f"SHOW CREATE TABLE {quote(db)}.{quote(name)}")
-            else:
-                raise
-        return str(rows[0]["statement"])
-
-    def _columns(self, client: Client, db: str) -> dict[str, list[tuple[str, str]]]:
-        """Per table the columns ``SELECT *`` returns, in order."""
-        rows = client.rows(
-            "SELECT table, name, type, default_kind FROM system.columns"
-            f" WHERE database = {quote_literal(db)}"
-        )
-        columns: dict[str, list[tuple[str, str]]] = {}
-        for row in rows:
-            if row["default_kind"] not in ("MATERIALIZED", "ALIAS", "EPHEMERAL"):
-                columns.setdefault(str(row["table"]), []).append((row["name"], row["type"]))
-        return columns
-
-    def _version(self, client: Client, db: str, obj: SchemaObject) -> Any:
-        """See :func:`version_key`; ``None`` for engines without parts."""
-        if not obj.engine.endswith("MergeTree"):
-            return None
-        where = f"database = {quote_literal(db)} AND table = {quote_literal(obj.name)}"
-        parts = client.rows(
-            "SELECT partition_id, min_block_number AS min_block, max_block_number AS max_block"
-            f" FROM system.parts WHERE {where} AND active"
-        )
-        mutations = client.rows(f"SELECT mutation_id FROM system.mutations WHERE {where}")
-        return version_key(parts, mutations)
-
-    def _fingerprint_table(
-        self,
-        client: Client,
-        db: str,
-        obj: SchemaObject,
-        columns: list[tuple[str, str]],
-        settings: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        row = client.rows(fingerprint_sql(db, obj, columns), settings)[0]
-        return {"rows": int(row["rows"]), "digest": f"{int(row['digest']):016x}"}
 
     # -- health ----------------------------------------------------------
 
@@ -328,8 +269,8 @@ class ClickHouseEngine:
         self._require_database(client)
         readonly = client.rows("SELECT value FROM system.settings WHERE name = 'readonly'")
         settings = {} if readonly and readonly[0]["value"] == "1" else DUMP_SETTINGS
-        objects = self._objects(client, db)
-        columns = self._columns(client, db)
+        objects = schema_objects(client, db)
+        columns = table_columns(client, db)
         schema = {
             "format": SCHEMA_FORMAT,
             "database": db,
@@ -343,11 +284,11 @@ class ClickHouseEngine:
         for obj in objects:
             if not obj.data:
                 continue
-            before = self._version(client, db, obj)
+            before = table_version(client, db, obj)
             tables[obj.name] = self._backup_table(
                 client, db, obj, columns.get(obj.name, []), sink, settings
             )
-            if before is not None and self._version(client, db, obj) != before:
+            if before is not None and table_version(client, db, obj) != before:
                 log.warning(
                     "ClickHouse table %s.%s changed while it was backed up: its fingerprint "
                     "may differ from the stored rows by the rows written meanwhile",
@@ -387,7 +328,7 @@ class ClickHouseEngine:
         sql = f"SELECT * FROM {quote(db)}.{quote(obj.name)} FORMAT Native"
         with client.stream(sql, f"table {obj.name}", settings) as body:
             # The data query runs and holds its parts: fingerprint now.
-            fingerprint = _Background(lambda: self._fingerprint_table(
+            fingerprint = Background(lambda: fingerprint_table(
                 client, db, obj, columns, {"query_id": query_id}))  # fmt: skip
             try:
                 sink.write_stream(obj.stream, cast(BinaryIO, body), NATIVE)
@@ -430,7 +371,7 @@ class ClickHouseEngine:
                     hint="use {database}/{table} macros in the path, or restore on another server",
                 )
         client = self._client()
-        created = not self._database_exists(client, target)
+        created = not database_exists(client, target)
         existing: set[str] = set()
         if not created:
             rows = client.rows(
@@ -461,46 +402,16 @@ class ClickHouseEngine:
         client = self._client()
         db = self.location.database
         self._require_database(client)
-        objects = self._objects(client, db)
+        objects = schema_objects(client, db)
         if tables:
             objects = [o for o in objects if o.name in tables]
-        columns = self._columns(client, db)
+        columns = table_columns(client, db)
         return {
             "tables": {
-                o.name: self._fingerprint_table(client, db, o, columns.get(o.name, []))
+                o.name: fingerprint_table(client, db, o, columns.get(o.name, []))
                 for o in objects
                 if o.data
             },
             "objects": {o.name: o.engine for o in objects if not o.data},
             "format": FINGERPRINT_FORMAT,
         }
-
-
-class _Background:
-    """Run ``fn`` in a thread; ``result()`` joins and re-raises its error."""
-
-    def __init__(self, fn: Callable[[], dict[str, Any]]) -> None:
-        self._fn = fn
-        self._result: dict[str, Any] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dbfleet-ch-fingerprint",
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = self._fn()
-        except BaseException as exc:
-            self._error = exc
-
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def result(self) -> dict[str, Any]:
-        self._thread.join()
-        if self._error is not None:
-            if isinstance(self._error, EngineError):
-                raise self._error
-            raise EngineError(f"fingerprint failed: {self._error}")
-        assert self._result is not None
-        return self._result

@@ -99,7 +99,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, cast
 
@@ -120,10 +119,18 @@ from dbfleet.engines.influxdb.api import (
     Location,
     QueryError,
     check_tcp,
+    database_shards,
+    disk_bytes,
     fingerprint,
     ident,
     measurements,
     with_database,
+)
+from dbfleet.engines.influxdb.restore import (
+    copy_policies,
+    materialize,
+    read_manifest,
+    wait_ready,
 )
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
@@ -134,8 +141,6 @@ OPTIONS = {"backup_address", "staging_dir", "influxd", "tool_timeout", "timeout"
 MANIFEST_FORMAT = "dbfleet-influxdb-manifest/1"
 SYSTEM_DATABASES = {"_internal"}
 MAX_NAME = 200
-READY_SECONDS = 60
-LOADING_ERRORS = ("shard is disabled", "engine is closed")
 
 
 class InfluxDBEngine:
@@ -231,14 +236,14 @@ class InfluxDBEngine:
             details: dict[str, Any] = {}
             size = None
             if exists:
-                details["shards"] = len(self._shards(client))
+                details["shards"] = len(database_shards(client, self.location.database))
                 details["retention_policies"] = len(
                     client.values(f"SHOW RETENTION POLICIES ON {ident(db)}")
                 )
                 details["measurements"] = len(client.values("SHOW MEASUREMENTS", db))
                 series = client.values("SHOW SERIES CARDINALITY", db)
                 details["series_estimate"] = int(series[0][0]) if series else 0
-                size = self._disk_bytes(client)
+                size = disk_bytes(client, self.location.database)
         except (EngineError, UsageError) as exc:
             return Health(ok=False, error=str(exc))
         try:
@@ -248,33 +253,6 @@ class InfluxDBEngine:
             details["backup_service"] = exc.message
         error = None if exists else f"database {db} does not exist"
         return Health(ok=exists, version=version, size_bytes=size, details=details, error=error)
-
-    def _disk_bytes(self, client: Client) -> int | None:
-        """The database's shards on disk, from the server's own statistics
-        (``SHOW STATS``, the ``shard`` module's ``diskBytes``)."""
-        total = 0
-        try:
-            for series in client.query("SHOW STATS FOR 'shard'"):
-                tags = series.get("tags") or {}
-                if tags.get("database") == self.location.database:
-                    values = (series.get("values") or [[]])[0]
-                    cells = dict(zip(series["columns"], values, strict=False))
-                    total += int(cells.get("diskBytes") or 0)
-        except QueryError:
-            return None
-        return total
-
-    def _shards(self, client: Client) -> list[tuple[str, int]]:
-        """(retention policy, shard id) of this database's shards."""
-        shards = []
-        for series in client.query("SHOW SHARDS"):
-            if series.get("name") != self.location.database:
-                continue
-            columns = series["columns"]
-            for value in series.get("values") or []:
-                row = dict(zip(columns, value, strict=True))
-                shards.append((str(row["retention_policy"]), int(row["id"])))
-        return sorted(shards, key=lambda s: s[1])
 
     # -- backup ----------------------------------------------------------
 
@@ -286,7 +264,7 @@ class InfluxDBEngine:
         influxd = self._influxd()
         check_tcp(self.backup_address)
         tool_version = run_tool([influxd, "version"]).strip()
-        shards = self._shards(client)
+        shards = database_shards(client, self.location.database)
         before, unavailable = self._fingerprint_or_reason(client)
         entries = []
         meta: bytes | None = None
@@ -299,7 +277,7 @@ class InfluxDBEngine:
                 if shard is not None:
                     argv += ["-rp", shard[0], "-shard", str(shard[1])]
                 self._run([*argv, str(out)])
-                manifest = _read_manifest(out)
+                manifest = read_manifest(out)
                 meta = (out / manifest["meta"]["fileName"]).read_bytes()
                 for item in manifest.get("files") or []:
                     stream = f"shard/{item['policy']}/{item['shardID']}"
@@ -378,7 +356,7 @@ class InfluxDBEngine:
                 hint="restore into a new database, or pass --clean to replace it",
             )
         with self._staging() as tmp:
-            _materialize(source, document, Path(tmp))
+            materialize(source, document, Path(tmp))
             if exists:
                 client.query(f"DROP DATABASE {ident(target)}")
             try:
@@ -387,7 +365,7 @@ class InfluxDBEngine:
                 if exists:
                     exc.hint = f"the database {target} was dropped before the restore failed"
                 raise
-        self._wait_ready(client, target)
+        wait_ready(client, target)
 
     def _restore_dir(self, influxd: str, document: dict[str, Any], target: str, path: Path) -> None:
         if not document["shards"]:
@@ -408,21 +386,6 @@ class InfluxDBEngine:
         self._run([influxd, "restore", "-portable", "-db", document["database"], "-newdb",
                    target, "-host", self.backup_address, str(path)])  # fmt: skip
 
-    def _wait_ready(self, client: Client, database: str) -> None:
-        """Restored shards are briefly unusable until influxd has loaded them:
-        queries answer "shard is disabled" or, while a shard's storage engine
-        is being reopened, "engine is closed"."""
-        deadline = time.monotonic() + READY_SECONDS
-        while True:
-            try:
-                measurements(client, database)
-                return
-            except QueryError as exc:
-                loading = any(text in exc.message for text in LOADING_ERRORS)
-                if not loading or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-
     def _restore_tables(
         self,
         client: Client,
@@ -435,10 +398,10 @@ class InfluxDBEngine:
         target = self.location.database
         temporary = f"{target}_dbfleet_tmp_{secrets.token_hex(3)}"[: MAX_NAME + 20]
         with self._staging() as tmp:
-            _materialize(source, document, Path(tmp))
+            materialize(source, document, Path(tmp))
             self._restore_dir(influxd, document, temporary, Path(tmp))
         try:
-            self._wait_ready(client, temporary)
+            wait_ready(client, temporary)
             available = measurements(client, temporary)
             selected: list[str] = []
             for name in options.tables:
@@ -451,7 +414,7 @@ class InfluxDBEngine:
                 selected += [t for t in found if t not in selected]
             if not exists:
                 client.query(f"CREATE DATABASE {ident(target)}")
-            self._copy_policies(client, temporary, target, created=not exists)
+            copy_policies(client, temporary, target, created=not exists)
             present = measurements(client, target) if exists else {}
             clash = [t for t in selected if t in present]
             if clash and not options.clean:
@@ -470,20 +433,6 @@ class InfluxDBEngine:
         finally:
             client.query(f"DROP DATABASE {ident(temporary)}")
 
-    def _copy_policies(self, client: Client, source_db: str, target: str, created: bool) -> None:
-        have = {str(v[0]) for v in client.values(f"SHOW RETENTION POLICIES ON {ident(target)}")}
-        for name, duration, shard_duration, replicas, default in client.values(
-            f"SHOW RETENTION POLICIES ON {ident(source_db)}"
-        ):
-            verb = "ALTER" if name in have else "CREATE"
-            if verb == "ALTER" and not created:
-                continue  # the target's own policies stay as they are
-            statement = (
-                f"{verb} RETENTION POLICY {ident(name)} ON {ident(target)} DURATION {duration}"
-                f" REPLICATION {replicas} SHARD DURATION {shard_duration}"
-            )
-            client.query(statement + (" DEFAULT" if default and created else ""))
-
     # -- fingerprint -----------------------------------------------------
 
     def fingerprint(self, tables: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -497,35 +446,3 @@ class InfluxDBEngine:
                 if k in tables or k.split(".", 1)[1] in tables
             }
         return result
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    found = sorted(directory.glob("*.manifest"))
-    if len(found) != 1:
-        raise EngineError(f"influxd backup wrote {len(found)} manifests into {directory}")
-    manifest: dict[str, Any] = json.loads(found[0].read_text())
-    return manifest
-
-
-def _materialize(source: StreamSource, document: dict[str, Any], directory: Path) -> None:
-    """The portable backup directory ``influxd restore`` reads: every stream
-    is read (and verified) here, before the target is touched."""
-    stamp = "dbfleet"
-    meta = directory / f"{stamp}.meta"
-    with open(meta, "wb") as out:
-        for chunk in source.open_stream("meta"):
-            out.write(chunk)
-    files = []
-    for entry in document["shards"]:
-        name = f"{stamp}.s{entry['shard']}.tar.gz"
-        size = 0
-        with gzip.open(directory / name, "wb", compresslevel=1) as out:
-            for chunk in source.open_stream(entry["stream"]):
-                out.write(chunk)
-                size += len(chunk)
-        files.append({"database": document["database"], "policy": entry["policy"],
-                      "shardID": entry["shard"], "fileName": name, "size": size,
-                      "lastModified": 0})  # fmt: skip
-    manifest = {"meta": {"fileName": meta.name, "size": meta.stat().st_size},
-                "limited": False, "files": files}  # fmt: skip
-    (directory / f"{stamp}.manifest").write_text(json.dumps(manifest))

@@ -221,7 +221,7 @@ def check_tcp(address: str, timeout: float = 5) -> None:
 def measurements(client: Client, database: str) -> dict[str, int]:
     """``"rp.measurement"`` -> its number of field values, for every
     measurement with data. One ``COUNT(*)`` per retention policy: cheap, and
-    it touches every shard (see ``InfluxDBEngine._wait_ready``)."""
+    it touches every shard (see ``restore.wait_ready``)."""
     found: dict[str, int] = {}
     for rp in sorted(str(v[0]) for v in client.values(
             f"SHOW RETENTION POLICIES ON {ident(database)}")):  # fmt: skip
@@ -301,3 +301,32 @@ def fingerprint(client: Client, database: str) -> dict[str, Any]:
             if measurement.rows:
                 tables[f"{rp}.{name}"] = measurement.entry(types.get(name, []))
     return {"tables": tables, "retention_policies": sorted(policies), "format": FINGERPRINT_FORMAT}
+
+
+def disk_bytes(client: Client, database: str) -> int | None:
+    """The database's shards on disk, from the server's own statistics
+    (``SHOW STATS``, the ``shard`` module's ``diskBytes``)."""
+    total = 0
+    try:
+        for series in client.query("SHOW STATS FOR 'shard'"):
+            tags = series.get("tags") or {}
+            if tags.get("database") == database:
+                values = (series.get("values") or [[]])[0]
+                cells = dict(zip(series["columns"], values, strict=False))
+                total += int(cells.get("diskBytes") or 0)
+    except QueryError:
+        return None
+    return total
+
+
+def database_shards(client: Client, database: str) -> list[tuple[str, int]]:
+    """(retention policy, shard id) of this database's shards."""
+    shards = []
+    for series in client.query("SHOW SHARDS"):
+        if series.get("name") != database:
+            continue
+        columns = series["columns"]
+        for value in series.get("values") or []:
+            row = dict(zip(columns, value, strict=True))
+            shards.append((str(row["retention_policy"]), int(row["id"])))
+    return sorted(shards, key=lambda s: s[1])

@@ -26,7 +26,6 @@ Options: ``tools_dir``, ``collections``, ``exclude_collections``, ``oplog``,
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import json
 import logging
@@ -54,7 +53,7 @@ from dbfleet.engines.mongodb.archive import (
     ArchiveTap,
     TapReader,
 )
-from dbfleet.engines.mongodb.connection import connect, short_error
+from dbfleet.engines.mongodb.connection import connect, password_hint, short_error, tool_password
 from dbfleet.engines.mongodb.location import (
     SCRATCH_PREFIX,
     SYSTEM_DATABASES,
@@ -66,6 +65,14 @@ from dbfleet.engines.mongodb.location import (
     tool_config,
     with_database,
     with_prefix,
+)
+from dbfleet.engines.mongodb.namespaces import (
+    covered,
+    covered_databases,
+    namespace_key,
+    patterns,
+    selected,
+    user_database,
 )
 from dbfleet.engines.mongodb.server import (
     Namespace,
@@ -86,8 +93,6 @@ OPTIONS = {
     "connect_timeout", "tool_timeout",
 }  # fmt: skip
 MANIFEST_FORMAT = "dbfleet-mongodb-manifest/1"
-# Mechanisms that authenticate without a password.
-PASSWORDLESS = {"MONGODB-X509", "GSSAPI", "MONGODB-AWS", "MONGODB-OIDC"}
 ARCHIVE_MEDIA = "application/x-mongodb-archive"
 
 
@@ -106,8 +111,8 @@ class MongoDBEngine:
         self.config = config
         self.location = Location.parse(url)
         options = config.options
-        self.include = _patterns(options.get("collections", ["*"]), "collections")
-        self.exclude = _patterns(options.get("exclude_collections", []), "exclude_collections")
+        self.include = patterns(options.get("collections", ["*"]), "collections")
+        self.exclude = patterns(options.get("exclude_collections", []), "exclude_collections")
         if self.location.database is None and (
             "collections" in options or "exclude_collections" in options
         ):
@@ -141,7 +146,7 @@ class MongoDBEngine:
             if not prefix:  # Location refuses it; an empty prefix would be every database
                 raise UsageError("refusing to drop databases with an empty prefix")
             with self._client() as client:
-                for db in self._databases(client):
+                for db in covered_databases(client, self.location):
                     client.drop_database(db)
             return
         db = self._database("drop")
@@ -164,23 +169,8 @@ class MongoDBEngine:
     def _password(self) -> str | None:
         return secret_from(self.config.password_env, self.config.password_file)
 
-    def _tool_password(self) -> str | None:
-        """The password for the tools. They would prompt on stdin for a
-        user without one (and fail, stdin is closed): say what is missing."""
-        password = self._password()
-        mechanism = self.location.auth_mechanism
-        if password is None and self.location.username and mechanism not in PASSWORDLESS:
-            where = self._password_hint().removeprefix("check the password in ")
-            raise UsageError(
-                f"no password for MongoDB user {self.location.username!r}",
-                hint=f"set {where}" if where != "set password_env" else where,
-            )
-        return password
-
     def _password_hint(self) -> str:
-        where = [f"${self.config.password_env}"] if self.config.password_env else []
-        where += [str(self.config.password_file)] if self.config.password_file else []
-        return f"check the password in {' / '.join(where)}" if where else "set password_env"
+        return password_hint(self.config)
 
     def _client(self) -> AbstractContextManager[MongoClient[Any]]:
         """A connected client (see :func:`connection.connect`)."""
@@ -191,20 +181,7 @@ class MongoDBEngine:
         """User databases on the server (``admin``, ``config``, ``local`` and
         whole instances' scratch copies ``dbfleet_scratch_*`` excluded)."""
         with self._client() as client:
-            return sorted(d for d in client.list_database_names() if _user_database(d))
-
-    def _databases(self, client: MongoClient[Any]) -> list[str]:
-        """The databases this entry covers: one, those under the prefix, or
-        every user database."""
-        if self.location.database is not None:
-            return [self.location.database]
-        prefix = self.location.database_prefix
-        if prefix is not None:
-            return sorted(
-                d for d in client.list_database_names()
-                if d.startswith(prefix) and len(d) > len(prefix) and d not in SYSTEM_DATABASES
-            )  # fmt: skip
-        return sorted(d for d in client.list_database_names() if _user_database(d))
+            return sorted(d for d in client.list_database_names() if user_database(d))
 
     def _require_database(self, client: MongoClient[Any]) -> None:
         db = self.location.database
@@ -214,34 +191,14 @@ class MongoDBEngine:
                 hint="check the database name in url",
             )
 
-    def _selected(self, name: str) -> bool:
-        """Whether the namespace filter keeps collection ``name``."""
-        return any(fnmatch.fnmatchcase(name, p) for p in self.include) and not any(
-            fnmatch.fnmatchcase(name, p) for p in self.exclude
-        )
-
     def _tool(self, name: str) -> str:
         return find_mongo_tool(name, self.config.options.get("tools_dir"))
 
     def _key(self, namespace: Namespace) -> str:
-        """A collection's name in fingerprints and ``--table``: ``db.coll``
-        for whole instances; under a prefix, ``db`` is the name without it
-        (the source's name, so that the fingerprints compare)."""
-        if self.location.database is not None:
-            return namespace[1]
-        db, coll = namespace
-        return f"{db.removeprefix(self.location.database_prefix or '')}.{coll}"
+        return namespace_key(self.location, namespace)
 
     def _covered(self, namespace: Namespace) -> bool:
-        db, coll = namespace
-        if coll.startswith("system.") or db in SYSTEM_DATABASES or not db:
-            return False
-        if self.location.database is not None:
-            return db == self.location.database and self._selected(coll)
-        prefix = self.location.database_prefix
-        if prefix is not None:
-            return db.startswith(prefix) and len(db) > len(prefix)
-        return _user_database(db)
+        return covered(self.location, self.include, self.exclude, namespace)
 
     # -- health ----------------------------------------------------------
 
@@ -265,7 +222,7 @@ class MongoDBEngine:
                 else:
                     size = 0
                     collections = 0
-                    for name in self._databases(client):
+                    for name in covered_databases(client, self.location):
                         stats = client[name].command("dbStats")
                         size += int(stats.get("storageSize") or 0)
                         collections += int(stats.get("collections") or 0)
@@ -292,7 +249,7 @@ class MongoDBEngine:
                 hint="back up the instance (url without a path) or one database",
             )
         mongodump = self._tool("mongodump")
-        password = self._tool_password()
+        password = tool_password(self.config, self.location, self._password())
         with self._client() as client:
             version = str(client.admin.command("buildInfo").get("version"))
             hello = client.admin.command("hello")
@@ -315,7 +272,9 @@ class MongoDBEngine:
                 # system.* stay: system.views holds the definitions of the
                 # views the filter keeps, and mongodump handles the rest.
                 excluded = sorted(
-                    n for n in names if not n.startswith("system.") and not self._selected(n)
+                    n
+                    for n in names
+                    if not n.startswith("system.") and not selected(n, self.include, self.exclude)
                 )
         whole = db is None
         oplog, why = oplog_decision(hello, whole, self.config.options.get("oplog", "auto"))
@@ -414,7 +373,7 @@ class MongoDBEngine:
             )
         wanted = restore_namespaces(manifest["namespaces"], source_db, options.tables)
         mongorestore = self._tool("mongorestore")
-        password = self._tool_password()
+        password = tool_password(self.config, self.location, self._password())
         targets = sorted({restored_name(db, target_db, prefix) for db, _ in wanted})
         with self._client() as client:
             existing = existing_collections(client, wanted, target_db, prefix)
@@ -476,7 +435,7 @@ class MongoDBEngine:
         result: dict[str, Any] = {"tables": {}, "views": []}
         with self._client() as client:
             self._require_database(client)
-            for db in self._databases(client):
+            for db in covered_databases(client, self.location):
                 for info in client[db].list_collections():
                     ns = (db, str(info["name"]))
                     if not self._covered(ns) or (tables and self._key(ns) not in tables):
@@ -488,16 +447,3 @@ class MongoDBEngine:
         result["views"].sort()
         result["tables"] = dict(sorted(result["tables"].items()))
         return result
-
-
-def _user_database(name: str) -> bool:
-    """Neither a system database nor a whole instance's scratch copy."""
-    return name not in SYSTEM_DATABASES and not name.startswith(SCRATCH_PREFIX)
-
-
-def _patterns(value: Any, name: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"options.{name} must be a list of glob patterns")
-    return list(value)

@@ -1,5 +1,6 @@
 """A connected pymongo client for an engine location: errors become
-``EngineError`` naming the server, never the password."""
+``EngineError`` naming the server, never the password. Also the password
+the tools get, and where a missing or wrong one is configured."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
+from dbfleet.config import DatabaseConfig
 from dbfleet.engines.mongodb.location import Location
 from dbfleet.errors import EngineError, UsageError
 
 AUTHENTICATION_FAILED = 18
+# Mechanisms that authenticate without a password.
+PASSWORDLESS = {"MONGODB-X509", "GSSAPI", "MONGODB-AWS", "MONGODB-OIDC"}
 
 
 @contextmanager
@@ -60,3 +64,22 @@ def short_error(exc: BaseException) -> str:
     """A driver error in one line (server selection errors list topologies)."""
     text = str(exc).split(", Timeout:")[0].split(" Topology Description:")[0]
     return text.strip()
+
+
+def tool_password(config: DatabaseConfig, location: Location, password: str | None) -> str | None:
+    """The password for the tools. They would prompt on stdin for a
+    user without one (and fail, stdin is closed): say what is missing."""
+    mechanism = location.auth_mechanism
+    if password is None and location.username and mechanism not in PASSWORDLESS:
+        where = password_hint(config).removeprefix("check the password in ")
+        raise UsageError(
+            f"no password for MongoDB user {location.username!r}",
+            hint=f"set {where}" if where != "set password_env" else where,
+        )
+    return password
+
+
+def password_hint(config: DatabaseConfig) -> str:
+    where = [f"${config.password_env}"] if config.password_env else []
+    where += [str(config.password_file)] if config.password_file else []
+    return f"check the password in {' / '.join(where)}" if where else "set password_env"

@@ -106,7 +106,6 @@ import io
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,13 +126,20 @@ from dbfleet.engines.base import (
 )
 from dbfleet.engines.mysql.dump import DumpScanner, ScanTap, filter_dump, quote
 from dbfleet.engines.mysql.globals import read_globals, replay_globals
+from dbfleet.engines.mysql.restore import (
+    CATALOG_FORMAT,
+    add_required_sequences,
+    check_conflicts,
+    create_database,
+    read_catalog,
+    wanted_objects,
+)
 from dbfleet.engines.mysql.server import (
     Location,
     ServerInfo,
     Tool,
     can_set_definer,
     connect_error,
-    existing_objects,
     health_details,
     lossy_columns,
     names_with_line_breaks,
@@ -149,7 +155,6 @@ log = logging.getLogger(__name__)
 OPTIONS = {"bin_dir", "connect_timeout", "no_definer", "binlog_position", "check_lossy"}
 SYSTEM_DATABASES = {"mysql", "information_schema", "performance_schema", "sys"}
 MAX_NAME_CHARS = 64
-CATALOG_FORMAT = 1
 _READ_SIZE = 1 << 20
 
 
@@ -344,17 +349,17 @@ class MySQLEngine:
         names = source.stream_names()
         if "dump" not in names:
             raise EngineError("the snapshot has no 'dump' stream: not a MySQL backup")
-        catalog = _read_catalog(source) if "catalog" in names else None
-        wanted = self._wanted(catalog, options.tables)
+        catalog = read_catalog(source) if "catalog" in names else None
+        wanted = wanted_objects(catalog, options.tables)
         dbname = self.location.dbname
         if dbname.lower() in SYSTEM_DATABASES:
             raise UsageError(f"refusing to restore into the system database {dbname!r}")
         with self._connect(database=False) as conn:
-            created = self._create_database(conn, catalog)
+            created = create_database(conn, dbname, catalog)
             if not created and not options.clean:
-                self._check_conflicts(conn, wanted)
+                check_conflicts(conn, dbname, wanted)
             if options.tables and catalog is not None and wanted is not None:
-                self._add_required_sequences(conn, catalog, wanted, created)
+                add_required_sequences(conn, dbname, catalog, wanted, created)
             strip = self.config.options.get("no_definer")
             if strip is None:
                 strip = not can_set_definer(conn)
@@ -381,97 +386,6 @@ class MySQLEngine:
         except BaseException:
             self._undo(created, options.clean, wanted)
             raise
-
-    def _wanted(
-        self, catalog: dict[str, Any] | None, tables: tuple[str, ...]
-    ) -> dict[str, list[str]] | None:
-        """The objects a restore creates, by kind (``None``: not known)."""
-        if catalog is None:
-            if tables:
-                raise EngineError("this backup has no catalog stream: cannot restore single tables")
-            return None
-        if not tables:
-            kinds = ("tables", "sequences", "views", "functions", "procedures", "events")
-            return {k: list(catalog.get(k, [])) for k in kinds}
-        known_tables, known_sequences = set(catalog["tables"]), set(catalog["sequences"])
-        missing = [t for t in tables if t not in known_tables | known_sequences]
-        if missing:
-            raise UsageError(f"table {', '.join(missing)} is not in the backup")
-        return {
-            "tables": [t for t in tables if t in known_tables],
-            "sequences": [t for t in tables if t in known_sequences],
-        }
-
-    def _add_required_sequences(
-        self,
-        conn: pymysql.connections.Connection[Any],
-        catalog: dict[str, Any],
-        wanted: dict[str, list[str]],
-        created: bool,
-    ) -> None:
-        """Sequences the selected tables' defaults use are restored along
-        when the target does not have them."""
-        existing = set() if created else existing_objects(conn, self.location.dbname)["relations"]
-        requires: dict[str, list[str]] = catalog.get("requires", {})
-        for table in wanted["tables"]:
-            for sequence in requires.get(table, []):
-                if (
-                    sequence in catalog["sequences"]
-                    and sequence not in wanted["sequences"]
-                    and sequence not in existing
-                ):
-                    log.info("restoring sequence %s too: table %s uses it", sequence, table)
-                    wanted["sequences"].append(sequence)
-
-    def _create_database(
-        self, conn: pymysql.connections.Connection[Any], catalog: dict[str, Any] | None
-    ) -> bool:
-        dbname = self.location.dbname
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (dbname,)
-            )
-            if cur.fetchone():
-                return False
-            create = f"CREATE DATABASE {quote(dbname)}"
-            if catalog and re.fullmatch(r"\w+", str(catalog.get("charset"))):
-                create += f" CHARACTER SET {catalog['charset']}"
-                if re.fullmatch(r"\w+", str(catalog.get("collation"))):
-                    create += f" COLLATE {catalog['collation']}"
-            try:
-                cur.execute(create)
-            except pymysql.Error as exc:
-                raise EngineError(
-                    f"cannot create database {dbname}: {exc.args[-1]}",
-                    hint="the account needs CREATE on the database, or create it first",
-                ) from None
-        return True
-
-    def _check_conflicts(
-        self, conn: pymysql.connections.Connection[Any], wanted: dict[str, list[str]] | None
-    ) -> None:
-        existing = existing_objects(conn, self.location.dbname)
-        if wanted is None:
-            if any(existing.values()):
-                raise EngineError(
-                    f"database {self.location.dbname} is not empty",
-                    hint="restore with --clean, or into a new database",
-                )
-            return
-        clashes = [
-            f"{kind[:-1]} {name}"
-            for kind, names in wanted.items()
-            for name in names
-            if name in existing.get(_conflict_kind(kind), set())
-        ]
-        if clashes:
-            shown = ", ".join(clashes[:10]) + (
-                f" and {len(clashes) - 10} more" if len(clashes) > 10 else ""
-            )
-            raise EngineError(
-                f"database {self.location.dbname} already has objects of the backup: {shown}",
-                hint="restore with --clean to replace them, or into a new database",
-            )
 
     def _undo(self, created: bool, clean: bool, wanted: dict[str, list[str]] | None) -> None:
         """After a failed replay: drop what the restore created."""
@@ -520,21 +434,6 @@ class MySQLEngine:
         if tables:
             result["sequences"] = {k: v for k, v in result["sequences"].items() if k in tables}
         return result
-
-
-def _conflict_kind(kind: str) -> str:
-    # tables, sequences and views share one namespace
-    return "relations" if kind in ("tables", "sequences", "views") else kind
-
-
-def _read_catalog(source: StreamSource) -> dict[str, Any]:
-    try:
-        catalog = json.loads(b"".join(source.open_stream("catalog")))
-    except ValueError as exc:
-        raise EngineError(f"the backup's catalog stream is not valid JSON: {exc}") from None
-    if not isinstance(catalog, dict) or catalog.get("format") != CATALOG_FORMAT:
-        raise EngineError("the backup's catalog stream has an unknown format")
-    return catalog
 
 
 __all__ = ["MySQLEngine", "ServerInfo"]

@@ -18,13 +18,12 @@ are files older than the oldest dump's binlog file, which no restore needs.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -32,6 +31,17 @@ from typing import Any, Protocol
 import pymysql
 
 from dbfleet.config import DatabaseConfig, Inventory
+from dbfleet.engines.mysql.binlog_events import (
+    HEADER,
+    HEARTBEAT,
+    KIND,
+    MAGIC,
+    ROTATE,
+    STOP,
+    EventReader,
+    FileStats,
+    split_events,
+)
 from dbfleet.engines.mysql.server import Location, connect_error
 from dbfleet.errors import DbfleetError, EngineError, UsageError
 from dbfleet.operations.common import Repositories
@@ -42,19 +52,14 @@ from dbfleet.secrets import secret_from
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"\xfebin"
-HEADER = struct.Struct("<IBIIIH")  # timestamp, type, server id, size, end position, flags
-ROTATE, STOP, FORMAT_DESCRIPTION, HEARTBEAT = 4, 3, 15, 27
 ARTIFICIAL = 0x20
 COM_BINLOG_DUMP = 0x12
 DUMP_NON_BLOCK = 0x01
 DUMP_ANNOTATE_ROWS = 0x02  # MariaDB: send Annotate_rows events too (else the file has gaps)
-KIND = "binlog"
 STREAM = "binlog"
 MEDIA_TYPE = "application/x-mysql-binlog"
 DUMP_SERVER_ID = 0  # like mariadb-binlog: a non-blocking dump, not a registered replica
 _READ_SIZE = 1 << 20
-_CLOSED_BY = {ROTATE: "rotate", STOP: "stop"}
 
 
 def file_number(name: str) -> int:
@@ -79,114 +84,6 @@ def binlog_owner(inventory: Inventory, name: str) -> str:
 
 def is_binlog(snapshot: Snapshot) -> bool:
     return snapshot.options.get("kind") == KIND
-
-
-def utc(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
-
-
-# -- events ----------------------------------------------------------------
-
-
-@dataclass
-class FileStats:
-    """What reading one binlog file found (recorded in its snapshot)."""
-
-    name: str
-    size: int = len(MAGIC)
-    events: int = 0
-    server_id: int | None = None
-    created: int | None = None
-    """The format description event's timestamp: when the file was opened."""
-    last_event: int | None = None
-    max_event: int = 0
-    closed_by: str | None = None
-    """``rotate`` or ``stop`` (its last event), else ``unclean`` (the server
-    crashed and went on with a new file)."""
-
-    def check(self, event: bytes) -> None:
-        """Frame and check one event at the current end of the file."""
-        if len(event) < HEADER.size:
-            raise EngineError(f"binlog {self.name}: truncated event at offset {self.size}")
-        when, kind, server_id, size, end, _ = HEADER.unpack_from(event)
-        if size != len(event) or (end and end != (self.size + size) & 0xFFFFFFFF):
-            raise EngineError(
-                f"binlog {self.name}: event at offset {self.size} has size {size} and ends at "
-                f"{end}, expected {len(event)} bytes ending at {self.size + len(event)}"
-            )
-        if self.events == 0:
-            if kind != FORMAT_DESCRIPTION:
-                raise EngineError(f"binlog {self.name} does not start with a format description")
-            self.created, self.server_id = when, server_id
-        self.events += 1
-        self.size += size
-        self.last_event = when or self.last_event
-        self.max_event = max(self.max_event, when)
-        self.closed_by = _CLOSED_BY.get(kind, "unclean")
-
-    def options(self, source: str) -> dict[str, Any]:
-        return {
-            "kind": KIND, "file": self.name, "size": self.size, "events": self.events,
-            "server_id": self.server_id, "source": source, "closed_by": self.closed_by,
-            "created": utc(self.created or 0), "first_event_time": utc(self.created or 0),
-            "last_event_time": utc(self.last_event or 0), "max_event_time": utc(self.max_event),
-        }  # fmt: skip
-
-
-def split_events(blocks: Iterable[bytes]) -> Iterator[bytes]:
-    """Events of a binlog file given as arbitrary blocks (magic included)."""
-    buf = b""
-    magic_seen = False
-    for block in blocks:
-        buf = buf + block if buf else block
-        pos = 0
-        if not magic_seen:
-            if len(buf) < len(MAGIC):
-                continue
-            if buf[: len(MAGIC)] != MAGIC:
-                raise EngineError("not a binary log file (bad magic number)")
-            magic_seen, pos = True, len(MAGIC)
-        while len(buf) - pos >= HEADER.size:
-            size = HEADER.unpack_from(buf, pos)[3]
-            if size < HEADER.size:
-                raise EngineError(f"corrupt binlog event header (size {size})")
-            if len(buf) - pos < size:
-                break
-            yield buf[pos : pos + size]
-            pos += size
-        buf = buf[pos:]
-    if buf:
-        raise EngineError(f"binlog ends inside an event ({len(buf)} bytes left over)")
-
-
-class EventReader(io.RawIOBase):
-    """A binlog file's bytes (magic, then events) from an event iterator,
-    checked with :class:`FileStats` on the way (for ``write_stream``)."""
-
-    def __init__(self, events: Iterator[bytes], stats: FileStats) -> None:
-        super().__init__()
-        self._events = events
-        self.stats = stats
-        self._pending = memoryview(MAGIC)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(view):
-            if not self._pending:
-                event = next(self._events, None)
-                if event is None:
-                    break
-                self.stats.check(event)
-                self._pending = memoryview(event)
-            n = min(len(view) - filled, len(self._pending))
-            view[filled : filled + n] = self._pending[:n]
-            self._pending = self._pending[n:]
-            filled += n
-        return filled
 
 
 # -- sources ---------------------------------------------------------------

@@ -15,42 +15,27 @@ A target database the restore created is dropped again if the replay fails.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
-import os
-import re
-import subprocess
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from dbfleet.config import DatabaseConfig
-from dbfleet.engines._shared.process import (
-    ToolEnv,
-    _env,
-    _failure,
-    _StderrTail,
-    feed_stdin,
-    find_tool,
-    restore_process,
-)
+from dbfleet.engines._shared.process import ToolEnv, restore_process
 from dbfleet.engines.base import RestoreOptions
 from dbfleet.engines.mysql import MySQLEngine
 from dbfleet.engines.mysql.binlog import (
-    HEADER,
-    MAGIC,
     STREAM,
     binlog_owner,
     dumps_of,
     file_name,
     file_number,
     is_binlog,
-    split_events,
 )
-from dbfleet.engines.mysql.binlog import KIND as BINLOG_KIND
+from dbfleet.engines.mysql.binlog_events import HEADER, MAGIC, split_events
+from dbfleet.engines.mysql.binlog_events import KIND as BINLOG_KIND
+from dbfleet.engines.mysql.binlog_tool import BATCH, binlog_tool, filtered, tool_output
 from dbfleet.engines.mysql.server import Tool
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, SnapshotNotFoundError, UsageError
@@ -59,13 +44,6 @@ from dbfleet.operations.restore import describe, resolve_target
 from dbfleet.repo import Snapshot, iter_stream
 
 log = logging.getLogger(__name__)
-
-BINLOG_TOOLS = ("mariadb-binlog", "mysqlbinlog")
-_BATCH = 1 << 20
-_GTID_LINES = re.compile(
-    rb"^/\*M!100001 SET @@session\.(?:gtid_domain_id|server_id|gtid_seq_no)=\d+\*//\*!\*/;\n",
-    re.M,
-)
 
 
 def parse_target_time(text: str) -> datetime | None:
@@ -280,79 +258,13 @@ def cut_binlog(
             progress.last_event = when
         out.append(event)
         size += len(event)
-        if size >= _BATCH:
+        if size >= BATCH:
             yield b"".join(out)
             out, size = [], 0
     if not started and not progress.stopped and start > offset:
         raise EngineError(f"binlog position {start} is past the end of the file ({offset} bytes)")
     if out:
         yield b"".join(out)
-
-
-def _filtered(tool_output: Iterator[bytes]) -> Iterator[bytes]:
-    """The tool's SQL without the lines that would replay the source's GTIDs."""
-    pending = b""
-    for data in tool_output:
-        end = data.rfind(b"\n") + 1
-        if not end:
-            pending += data
-            continue
-        block, pending = pending + data[:end], data[end:]
-        yield _GTID_LINES.sub(b"", block)
-    if pending:
-        yield pending
-
-
-def _tool_output(argv: list[str], chunks: Iterator[bytes], env: ToolEnv) -> Iterator[bytes]:
-    """Run a filter tool: ``chunks`` to its stdin (a thread), its stdout yielded."""
-    tool = os.path.basename(argv[0])
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=_env(env), start_new_session=True,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    stdin, stdout = proc.stdin, cast(io.BufferedReader, proc.stdout)
-    tail = _StderrTail(proc.stderr)
-    failed: list[BaseException] = []
-
-    def feed() -> None:
-        try:
-            feed_stdin(stdin, chunks)  # stopping early is the tool's call: its exit status says
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            failed.append(exc)
-            proc.kill()
-            with contextlib.suppress(OSError):
-                stdin.close()
-
-    feeder = threading.Thread(target=feed, name="dbfleet-binlog-feed", daemon=True)
-    feeder.start()
-    try:
-        while data := stdout.read1(_BATCH):
-            yield data
-    except BaseException:
-        proc.kill()
-        raise
-    finally:
-        stdout.close()
-        returncode = proc.wait()
-        feeder.join()
-    if failed:
-        raise failed[0]
-    if returncode != 0:
-        raise _failure(tool, returncode, tail.text())
-
-
-def _binlog_tool(config: DatabaseConfig) -> tuple[str, str]:
-    """Path and flavour of mariadb-binlog / mysqlbinlog."""
-    bin_dir = config.options.get("bin_dir")
-    extra = [str(bin_dir)] if bin_dir else []
-    for name in BINLOG_TOOLS:
-        try:
-            path = find_tool(name, "mariadb-client", extra)
-            return path, ("mariadb" if name.startswith("mariadb") else "mysql")
-        except EngineError:
-            continue
-    raise EngineError("neither mariadb-binlog nor mysqlbinlog found", hint="install mariadb-client")
 
 
 def replay(repos: Repositories, plan: Plan, engine: MySQLEngine, progress: Progress) -> None:
@@ -363,7 +275,7 @@ def replay(repos: Repositories, plan: Plan, engine: MySQLEngine, progress: Progr
     source, target = plan.source_db, engine.location.dbname
     if not source:
         raise EngineError(f"dump {plan.dump.short_id} does not name its source database")
-    path, flavor = _binlog_tool(engine.config)
+    path, flavor = binlog_tool(engine.config)
     tool_args = [path, "--no-defaults", f"--database={source}"]
     if target != source:
         tool_args.append(f"--rewrite-db={source}->{target}")
@@ -383,7 +295,7 @@ def replay(repos: Repositories, plan: Plan, engine: MySQLEngine, progress: Progr
                 stop=stop,
                 progress=progress,
             )
-            yield from _filtered(_tool_output(tool_args, events, {**env, "TZ": "UTC"}))
+            yield from filtered(tool_output(tool_args, events, {**env, "TZ": "UTC"}))
             if progress.stopped:
                 return
 

@@ -64,13 +64,11 @@ in-process, never an argument; error messages never contain it.
 
 from __future__ import annotations
 
-import glob
 import io
 import logging
 import os
 import re
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,9 +81,7 @@ from dbfleet.config import DatabaseConfig
 from dbfleet.engines._shared.process import (
     close_iterator,
     dump_process,
-    find_tool,
     restore_process,
-    run_tool,
 )
 from dbfleet.engines.base import (
     BackupMeta,
@@ -103,14 +99,20 @@ from dbfleet.engines.postgresql.archive import (
     read_toc,
     select_tables,
 )
-from dbfleet.engines.postgresql.fingerprint import apply_session_settings, compute, read_sequences
-from dbfleet.engines.postgresql.location import URL_PARAMS, Location, truncate_name, with_dbname
-from dbfleet.errors import EngineError, ToolMissingError, UsageError
+from dbfleet.engines.postgresql.client import connect_error, find_pg_tool, tool_env, tool_version
+from dbfleet.engines.postgresql.fingerprint import (
+    FingerprintThread,
+    apply_session_settings,
+    compute,
+    read_sequences,
+)
+from dbfleet.engines.postgresql.location import Location, truncate_name, with_dbname
+from dbfleet.engines.postgresql.restore import is_empty, table_restore_hint
+from dbfleet.errors import EngineError, UsageError
 from dbfleet.secrets import secret_from
 
 log = logging.getLogger(__name__)
 
-PACKAGE_HINT = "postgresql-client (Debian) / postgresql-client-15"
 OPTIONS = {"maintenance_db", "bin_dir", "no_owner", "no_privileges", "connect_timeout"}
 SYSTEM_DATABASES = {"postgres", "template0", "template1"}
 
@@ -191,7 +193,7 @@ class PostgreSQLEngine:
                 autocommit=True, **{k: v for k, v in kwargs.items() if v is not None}
             )
         except psycopg.Error as exc:
-            raise self._connect_error(exc, dbname or loc.dbname, password) from None
+            raise connect_error(exc, dbname or loc.dbname, password, self.config, loc) from None
 
     @contextmanager
     def _connect(self, dbname: str | None = None) -> Iterator[psycopg.Connection[Any]]:
@@ -211,33 +213,6 @@ class PostgreSQLEngine:
         with conn:
             yield conn
 
-    def _connect_error(self, exc: BaseException, dbname: str, password: str | None) -> EngineError:
-        text = str(exc).strip()
-        reason = text.rpartition("FATAL:")[2].strip() if "FATAL:" in text else text
-        reason = re.sub(r'(connection failed: )?connection to server (at|on) "[^"]*"'
-                        r"( \([^)]*\))?(, port \d+)? failed: ", "", reason)  # fmt: skip
-        reason = " ".join(reason.split()) or type(exc).__name__
-        if password:
-            reason = reason.replace(password, "***")
-        if "password" in reason:
-            where = [f"${self.config.password_env}"] if self.config.password_env else []
-            where += [str(self.config.password_file)] if self.config.password_file else []
-            hint = (
-                f"check the password in {' / '.join(where)}"
-                if where
-                else "no password configured: set password_env or password_file"
-            )
-        elif "does not exist" in reason and "database" in reason:
-            hint = "check the database name in url"
-        elif "pg_hba.conf" in reason or "authentication failed" in reason:
-            hint = "the server's pg_hba.conf does not allow this connection"
-        elif "permission denied" in reason:
-            hint = "the role needs CONNECT on the database"
-        else:
-            hint = "check that the server is running and the url's host and port"
-        where_to = self.location.describe(dbname)
-        return EngineError(f"cannot connect to PostgreSQL {where_to}: {reason}", hint=hint)
-
     def _server_info(self, conn: psycopg.Connection[Any]) -> _ServerInfo:
         row = conn.execute(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int,"
@@ -246,60 +221,8 @@ class PostgreSQLEngine:
         assert row is not None
         return _ServerInfo(row[0], row[1] // 10000, bool(row[2]), bool(row[3]))
 
-    # -- tools -----------------------------------------------------------
-
     def _tool(self, name: str, min_major: int | None = None) -> str:
-        """The newest installed ``name`` of a major version >= ``min_major``."""
-        versioned = []
-        for directory in glob.glob("/usr/lib/postgresql/*/bin"):
-            major = os.path.basename(os.path.dirname(directory))
-            if major.isdigit():
-                versioned.append((int(major), directory))
-        versioned.sort(reverse=True)
-        preferred = [d for m, d in versioned if min_major is None or m >= min_major]
-        bin_dir = self.config.options.get("bin_dir")
-        path = next(
-            (
-                os.path.join(d, name)
-                for d in ([str(bin_dir)] if bin_dir else []) + preferred
-                if os.access(os.path.join(d, name), os.X_OK)
-            ),
-            None,
-        ) or find_tool(name, PACKAGE_HINT, [d for _, d in versioned])
-        version = self._tool_version(path)
-        match = re.match(r"(\d+)", version)
-        if min_major is not None and match and int(match.group(1)) < min_major:
-            raise ToolMissingError(
-                f"{name} {version} is older than the server ({min_major}) and cannot dump it",
-                hint=f"install postgresql-client-{min_major}",
-            )
-        return path
-
-    def _tool_version(self, path: str) -> str:
-        if path not in self._tool_versions:
-            out = run_tool([path, "--version"]).strip()
-            self._tool_versions[path] = re.sub(r"^\S+ \(PostgreSQL\) ", "", out)
-        return self._tool_versions[path]
-
-    @contextmanager
-    def _tool_env(self) -> Iterator[dict[str, str | None]]:
-        env: dict[str, str | None] = {"PGAPPNAME": "dbfleet", "PGCONNECT_TIMEOUT": str(
-            self.config.options.get("connect_timeout", 10))}  # fmt: skip
-        env.update({URL_PARAMS[k]: v for k, v in self.location.params.items()})
-        password = self._password()
-        if password is None:
-            yield env
-            return
-        with tempfile.TemporaryDirectory(prefix="dbfleet-pg-") as directory:
-            passfile = os.path.join(directory, "pgpass")
-            escaped = password.replace("\\", "\\\\").replace(":", "\\:")
-            fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(f"*:*:*:*:{escaped}\n")
-            # The tools read the password from the file; the variable that held
-            # it is not passed on to them.
-            hidden = {name: None for name in ("PGPASSWORD", self.config.password_env) if name}
-            yield env | hidden | {"PGPASSFILE": passfile}
+        return find_pg_tool(name, min_major, self.config, self._tool_versions)
 
     # -- health ----------------------------------------------------------
 
@@ -344,7 +267,7 @@ class PostgreSQLEngine:
 
     def backup(self, sink: StreamSink) -> BackupMeta:
         loc = self.location
-        with self._connect() as conn, self._tool_env() as env:
+        with self._connect() as conn, tool_env(self.config, self.location, self._password()) as env:
             info = self._server_info(conn)
             pg_dump = self._tool("pg_dump", info.major)
             apply_session_settings(conn)
@@ -356,7 +279,7 @@ class PostgreSQLEngine:
             ).fetchone()
             assert row is not None and size_row is not None
             snapshot_id, lsn = row
-            fingerprint = _FingerprintThread(conn)
+            fingerprint = FingerprintThread(conn)
             try:
                 no_role_passwords = False
                 if self.config.globals:
@@ -384,7 +307,7 @@ class PostgreSQLEngine:
         return BackupMeta(
             server_version=info.version,
             tool="pg_dump",
-            tool_version=self._tool_version(pg_dump),
+            tool_version=tool_version(pg_dump, self._tool_versions),
             fingerprint=result,
             consistency_point={"lsn": lsn, "snapshot": snapshot_id, "standby": info.in_recovery},
             options={
@@ -420,7 +343,7 @@ class PostgreSQLEngine:
         loc = self.location
         with self._connect() as conn:
             info = self._server_info(conn)
-            empty = created or _is_empty(conn)
+            empty = created or is_empty(conn)
         if options.include_globals:
             if "globals" in names:
                 self._restore_globals(source)
@@ -444,7 +367,10 @@ class PostgreSQLEngine:
         argv += ["--clean", "--if-exists"] if clean else []
         argv += ["--no-owner"] if (not info.superuser if no_owner is None else no_owner) else []
         argv += ["--no-privileges"] if self.config.options.get("no_privileges") else []
-        with self._tool_env() as env, tempfile.TemporaryDirectory(prefix="dbfleet-pg-") as tmp:
+        with (
+            tool_env(self.config, self.location, self._password()) as env,
+            tempfile.TemporaryDirectory(prefix="dbfleet-pg-") as tmp,
+        ):
             if toc is not None:
                 entries = (
                     select_tables(toc, options.tables, with_prerequisites=empty)
@@ -458,7 +384,7 @@ class PostgreSQLEngine:
             try:
                 restore_process(argv, source.open_stream("dump"), env)
             except EngineError as exc:
-                exc.hint = exc.hint or _table_restore_hint(exc.message, options, clean)
+                exc.hint = exc.hint or table_restore_hint(exc.message, options, clean)
                 raise
 
     def _create_database(self) -> bool:
@@ -495,7 +421,7 @@ class PostgreSQLEngine:
         argv = [self._tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password",
                 *self.location.tool_args(), "-d", self.location.dbname_arg(self._maintenance_db()),
                 "-f", "-"]  # fmt: skip
-        with self._tool_env() as env:
+        with tool_env(self.config, self.location, self._password()) as env:
             restore_process(argv, [("\n".join(kept) + "\n").encode()], env)
 
     # -- fingerprint -----------------------------------------------------
@@ -510,58 +436,3 @@ class PostgreSQLEngine:
                 raise EngineError(f"fingerprint failed: {str(exc).strip()}") from None
             finally:
                 conn.execute("ROLLBACK")
-
-
-def _table_restore_hint(message: str, options: RestoreOptions, clean: bool) -> str | None:
-    """What to do when ``pg_restore`` of single tables failed."""
-    if not options.tables:
-        return None
-    if clean and "depend" in message:
-        return "other objects depend on the table: restore into a new database"
-    if "COPY failed" in message and "does not exist" in message:
-        # reg* values name other objects; the dump records no dependency on them.
-        return "the table's rows name objects that are not restored with it: restore those too"
-    return None
-
-
-def _is_empty(conn: psycopg.Connection[Any]) -> bool:
-    """No user schemas other than ``public`` and nothing in ``public``."""
-    row = conn.execute(
-        "SELECT NOT EXISTS (SELECT FROM pg_namespace n WHERE n.nspname NOT IN"
-        " ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%')"
-        " AND NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        "  WHERE n.nspname = 'public')"
-        " AND NOT EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-        "  WHERE n.nspname = 'public')"
-    ).fetchone()
-    return bool(row and row[0])
-
-
-class _FingerprintThread:
-    """Fingerprint the exporting transaction's snapshot while pg_dump runs."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-        self._result: dict[str, Any] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dbfleet-pg-fingerprint")
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = compute(self._conn, sequences=False)
-        except BaseException as exc:
-            self._error = exc
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._conn.cancel()
-        self._thread.join()
-
-    def result(self) -> dict[str, Any]:
-        self._thread.join()
-        if isinstance(self._error, EngineError):
-            raise self._error
-        if self._error is not None or self._result is None:
-            raise EngineError(f"fingerprint failed: {str(self._error).strip()}")
-        return self._result

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, cast
 
 from dbfleet.config import DatabaseConfig, Inventory
 from dbfleet.engines._shared.process import dump_process
+from dbfleet.engines.postgresql.client import tool_env, tool_version
 from dbfleet.engines.postgresql.wal import WalObject, list_wal, wal_needed_from, wal_to_forget
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.repo import BackupWriter, Repository, Snapshot
@@ -226,7 +227,7 @@ def take_base_backup(
     with (
         repository_lock(repo.storage, exclusive=False, operation=f"basebackup {database}"),
         BackupWriter(repo) as writer,
-        engine._tool_env() as env,
+        tool_env(engine.config, engine.location, engine._password()) as env,
     ):
         with dump_process(argv, env) as stdout:
             tap = TarTap(cast(io.BufferedIOBase, stdout))
@@ -246,7 +247,7 @@ def take_base_backup(
                 finished=datetime.now(UTC),
                 server_version=info.version,
                 tool="pg_basebackup",
-                tool_version=engine._tool_version(tool),
+                tool_version=tool_version(tool, engine._tool_versions),
                 consistency_point={
                     "start_lsn": positions.start_lsn,
                     "stop_lsn": positions.stop_lsn,

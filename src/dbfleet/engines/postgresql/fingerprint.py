@@ -48,6 +48,7 @@ Fingerprint
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,3 +315,33 @@ def _large_objects(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class FingerprintThread:
+    """Fingerprint the exporting transaction's snapshot while pg_dump runs."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dbfleet-pg-fingerprint")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = compute(self._conn, sequences=False)
+        except BaseException as exc:
+            self._error = exc
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._conn.cancel()
+        self._thread.join()
+
+    def result(self) -> dict[str, Any]:
+        self._thread.join()
+        if isinstance(self._error, EngineError):
+            raise self._error
+        if self._error is not None or self._result is None:
+            raise EngineError(f"fingerprint failed: {str(self._error).strip()}")
+        return self._result

@@ -116,6 +116,7 @@ from dbfleet.engines.base import (
     StreamSource,
     server_url,
 )
+from dbfleet.engines.redis.failures import redis_error
 from dbfleet.engines.redis.keys import MEDIA_TYPE, FingerprintBuilder
 from dbfleet.engines.redis.location import Location, with_db
 from dbfleet.engines.redis.logical import LogicalBackup, LogicalRestore, fingerprint_db
@@ -255,21 +256,7 @@ class RedisEngine:
             raise self._error(exc, "Redis command failed") from None
 
     def _error(self, exc: BaseException, what: str) -> EngineError:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        password = self._password()
-        if password:
-            reason = reason.replace(password, "***")
-        hint = None
-        if isinstance(exc, redis_client.AuthenticationError) or "WRONGPASS" in reason:
-            where = [f"${self.config.password_env}"] if self.config.password_env else []
-            where += [str(self.config.password_file)] if self.config.password_file else []
-            hint = (f"check the user in url and the password in {' / '.join(where)}" if where
-                    else "no password configured: set password_env or password_file")  # fmt: skip
-        elif isinstance(exc, redis_client.ConnectionError) and "DB index" not in reason:
-            hint = "check that the server is running and the url's host and port"
-        elif "NOPERM" in reason or "no permissions" in reason:
-            hint = "the ACL user lacks a permission dbfleet needs"
-        return EngineError(f"{what} ({self.location.describe()}): {reason}", hint=hint)
+        return redis_error(exc, what, self._password(), self.config, self.location)
 
     # -- health ----------------------------------------------------------
 
