@@ -30,8 +30,10 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -316,23 +318,36 @@ def _staging_directory(root: str | None) -> Iterator[Path]:
     abandoned ones (their lock free: the backup was killed) go first."""
     parent = Path(root).expanduser() if root else Path(tempfile.gettempdir())
     _remove_abandoned(parent)
+    with _signals_held():  # a SIGTERM between mkdir and lock would orphan it
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent))
+        except OSError as exc:
+            raise EngineError(
+                f"cannot create a staging directory in {parent}: {exc.strerror or exc}"
+            ) from exc
+        lock = os.open(tmp / STAGING_LOCK, os.O_CREAT | os.O_WRONLY, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-        staging = tempfile.TemporaryDirectory(
-            prefix=STAGING_PREFIX, dir=parent, ignore_cleanup_errors=True
-        )
-    except OSError as exc:
-        raise EngineError(
-            f"cannot create a staging directory in {parent}: {exc.strerror or exc}"
-        ) from exc
-    lock = None
-    try:
-        with staging as tmp:
-            lock = os.open(Path(tmp) / STAGING_LOCK, os.O_CREAT | os.O_WRONLY, 0o600)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield Path(tmp)
+        yield tmp
     finally:
-        if lock is not None:
+        with _signals_held():  # nor may one cut the removal short
+            shutil.rmtree(tmp, ignore_errors=True)
             os.close(lock)  # after the directory is gone: never swept while in use
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP for a few system calls: their handlers
+    (the CLI's, serve's worker's) raise, and run right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only: nothing to hold here
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _remove_abandoned(parent: Path) -> None:
