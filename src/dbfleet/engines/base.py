@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
@@ -317,10 +318,56 @@ class Migrations(Protocol):
         ...
 
 
-class HealthSampler(Protocol):
-    """One metrics sample of a location: connections, lag, cache, size."""
+@dataclass
+class HealthSample:
+    """One health sample of a location, in one schema for every engine.
 
-    def sample(self) -> dict[str, float]: ...
+    ``None`` means "this engine or server does not have it", never zero.
+    Counters (``*_total``) are the server's own cumulative counts since its
+    start (Prometheus computes rates); the others are gauges read at
+    ``taken_at``. Units are base units: seconds and bytes.
+    """
+
+    database: str
+    engine: str
+    taken_at: datetime
+    up: bool
+    probe_seconds: float
+    error: str | None = None
+    """Why ``up`` is false: one line, secrets removed."""
+    version: str | None = None
+    connections: float | None = None
+    connections_max: float | None = None
+    replication_lag_seconds: float | None = None
+    is_replica: bool | None = None
+    cache_hits_total: float | None = None
+    cache_misses_total: float | None = None
+    lock_waits: float | None = None
+    deadlocks_total: float | None = None
+    slow_queries_total: float | None = None
+    longest_transaction_seconds: float | None = None
+    size_bytes: float | None = None
+    archive: dict[str, Any] | None = None
+    """PostgreSQL ``pg_stat_archiver``: ``archived_total``, ``failed_total``,
+    ``last_archived_at`` (ISO text), ``last_failed_at``, ``pending_segments``."""
+    pool: dict[str, Any] | None = None
+    """pgbouncer: ``clients_active``, ``clients_waiting``, ``servers_active``,
+    ``servers_idle``, ``pool_size``, ``max_wait_seconds``, ``per_pool`` (list)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Engine-specific readings worth showing on the database page."""
+
+
+class HealthSampler(Protocol):
+    """Takes one :class:`HealthSample` of a location.
+
+    Contract: never raises for an unreachable or failing server -- it returns
+    a sample with ``up=False`` and ``error`` set; it bounds its own time
+    (``timeout`` seconds for connecting and for each query); it opens and
+    closes its own connection (the sampler thread calls it every
+    ``health.interval``); it reads only, never writes to the database.
+    """
+
+    def sample(self, timeout: float) -> HealthSample: ...
 
 
 class Subjects(Protocol):
