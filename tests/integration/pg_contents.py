@@ -9,11 +9,14 @@ rows sorted (order is not data)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
+
+from tests.integration.conftest import PG_PASSWORD_ENV, PgServer
 
 SETTINGS = (
     "SET TimeZone = 'UTC'",
@@ -77,9 +80,12 @@ CATALOG = {
 }
 
 
-def connect_with_settings(conninfo: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    """A connection that reads every value as the text the server sends."""
-    conn = psycopg.connect(conninfo, autocommit=True, **kwargs)
+def connect_as_text(server: PgServer, dbname: str) -> psycopg.Connection[Any]:
+    """A connection to ``dbname`` that reads every value as the text the
+    server sends, under :data:`SETTINGS`."""
+    conn = psycopg.connect(
+        server.url, dbname=dbname, password=os.environ[PG_PASSWORD_ENV], autocommit=True
+    )
     for statement in SETTINGS:
         conn.execute(statement)
     for (oid,) in conn.execute("SELECT oid FROM pg_type").fetchall():
