@@ -69,7 +69,9 @@ CATALOG = {
     f" FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
     f" WHERE t.typtype IN ('e', 'd', 'c', 'r', 'm') AND {_USER}"
     " AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')",
-    "enum_labels": "SELECT enumtypid::regtype::text, enumlabel, enumsortorder::text FROM pg_enum",
+    # The labels' order (a restore renumbers enumsortorder after ALTER TYPE ... ADD VALUE).
+    "enum_labels": "SELECT enumtypid::regtype::text, enumlabel,"
+    " rank() OVER (PARTITION BY enumtypid ORDER BY enumsortorder) FROM pg_enum",
     "sequences": "SELECT schemaname, sequencename, data_type::text, start_value, min_value,"
     " max_value, increment_by, cycle, last_value FROM pg_sequences",
     "large_objects": "SELECT oid::bigint, md5(lo_get(oid)) FROM pg_largeobject_metadata",
