@@ -89,8 +89,12 @@ def case_types(
 def case_type_definitions(types: CaseTypes) -> list[str]:
     schema = quote_ident(types.schema)
     labels = ", ".join(quote_literal(label) for label in types.labels)
+    enum = f"{schema}.{quote_ident(types.enum)}"
+    first = quote_literal(types.labels[0])
     return [
-        f"CREATE TYPE {schema}.{quote_ident(types.enum)} AS ENUM ({labels})",
+        f"CREATE TYPE {enum} AS ENUM ({labels})",
+        # A label between others: a fractional sort order that a restore renumbers.
+        f"ALTER TYPE {enum} ADD VALUE IF NOT EXISTS 'dbf added' AFTER {first}",
         f"CREATE DOMAIN {schema}.dbf_posint AS integer CHECK (VALUE > 0)",
         f"CREATE TYPE {schema}.dbf_pair AS (n integer, m {schema}.{quote_ident(types.enum)},"
         " note text)",

@@ -10,8 +10,6 @@ names exactly that table (and its partitioned parent)."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from typing import Any
 
 import pytest
@@ -25,11 +23,12 @@ from dbfleet.operations.backup import backup_many
 from dbfleet.operations.restore import restore_snapshot, verify_snapshot
 from dbfleet.repo import iter_stream
 from tests.conftest import generated_examples
-from tests.generated.pg_cases import Case, cases, everything, statements
+from tests.generated.pg_cases import Case, TableSpec, case_types, cases, everything, statements
+from tests.generated.pg_types import builtin
 from tests.integration import conftest as integration
-from tests.integration.conftest import PG_PASSWORD_ENV, PgEstate, PgServer
+from tests.integration.conftest import DatabaseNames, PgEstate, PgServer
 from tests.integration.pg_contents import (
-    connect_with_settings,
+    connect_as_text,
     database_contents,
     differences,
     table_rows,
@@ -39,32 +38,10 @@ pytestmark = pytest.mark.postgres
 pg_server, pg_estate = integration.pg_server, integration.pg_estate  # the fixtures
 
 
-class Databases:
-    """Databases one case creates, all dropped at its end."""
-
-    def __init__(self, server: PgServer) -> None:
-        self.server = server
-        self.label = secrets.token_hex(3)
-        self.names: list[str] = []
-
-    def __call__(self, role: str) -> str:
-        name = f"dbfleet_it_gen_{self.label}_{role}"
-        self.names.append(name)
-        return name
-
-    def connect(self, name: str) -> Any:
-        conninfo = self.server.url.rsplit("/", 1)[0] + "/" + name
-        return connect_with_settings(conninfo, password=os.environ[PG_PASSWORD_ENV])
-
-    def drop(self) -> None:
-        for name in self.names:
-            self.server.drop_database(name)
-
-
-def _create(server: PgServer, dbs: Databases, name: str, case: Case) -> None:
+def _create(server: PgServer, name: str, case: Case) -> None:
     with server.connect() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with dbs.connect(name) as conn, conn.transaction():
+    with connect_as_text(server, name) as conn, conn.transaction():
         for statement in statements(case):
             conn.execute(statement.encode())
 
@@ -76,11 +53,11 @@ def _dump_order(repos: Any) -> list[str]:
     return [f"{e.namespace}.{e.tag}" for e in toc.entries if e.desc == "TABLE DATA"]
 
 
-def _mutate(dbs: Databases, name: str, case: Case) -> set[str]:
+def _mutate(server: PgServer, name: str, case: Case) -> set[str]:
     """Change one value (NULL <-> a value) in one table of database ``name``;
     the fingerprint entries that must change."""
     candidates = []
-    with dbs.connect(name) as conn:
+    with connect_as_text(server, name) as conn:
         for table in case.tables:
             for physical, parent in case.physical(table):
                 ident = sql.Identifier(case.schema, physical)
@@ -105,16 +82,18 @@ def _mutate(dbs: Databases, name: str, case: Case) -> set[str]:
     return {case.qualified(physical)} | ({case.qualified(parent)} if parent else set())
 
 
-def _table_restores(repos: Any, dbs: Databases, source: str, snapshot_fp: dict[str, Any]) -> None:
+def _table_restores(
+    repos: Any, server: PgServer, dbs: DatabaseNames, source: str, snapshot_fp: dict[str, Any]
+) -> None:
     order = _dump_order(repos)
     assert order, "the dump holds no table data"
     chosen = dict.fromkeys([order[0], order[len(order) // 2], order[-1]])
     engine = engine_for(repos.inventory.databases["src"])
     for i, table in enumerate(chosen):
-        target = dbs(f"t{i}")
+        target = dbs(f"gen_table{i}")
         restore_snapshot(repos, "src:latest", target=target, tables=(table,))
         schema, _, name = table.partition(".")
-        with dbs.connect(source) as src, dbs.connect(target) as dst:
+        with connect_as_text(server, source) as src, connect_as_text(server, target) as dst:
             found = differences(
                 {"tables": {table: table_rows(src, schema, name)}, "catalog": {}},
                 {"tables": {table: table_rows(dst, schema, name)}, "catalog": {}},
@@ -125,39 +104,48 @@ def _table_restores(repos: Any, dbs: Databases, source: str, snapshot_fp: dict[s
 
 
 def run_case(server: PgServer, estate: PgEstate, case: Case) -> None:
-    dbs = Databases(server)
+    dbs = DatabaseNames()
     try:
-        source, scratch = dbs("src"), dbs("scratch")
+        source, scratch = dbs("gen_src"), dbs("gen_scratch")
         with server.connect() as conn:
             available = {n for (n,) in conn.execute("SELECT name FROM pg_available_extensions")}
         case = case.without(available)
-        _create(server, dbs, source, case)
+        _create(server, source, case)
         repos = estate({"src": source}, scratch=scratch)
         (backup,) = backup_many(repos, ["src"])
         assert backup.ok, backup.error
 
         verified = verify_snapshot(repos, "src:latest", keep=True)
         assert verified.ok, verified.differences
-        with dbs.connect(source) as src, dbs.connect(scratch) as dst:
+        with connect_as_text(server, source) as src, connect_as_text(server, scratch) as dst:
             found = differences(database_contents(src), database_contents(dst))
             assert not found, "\n".join(found)
 
         _, snapshot = repos.locate("src:latest")
         assert snapshot.fingerprint is not None
-        _table_restores(repos, dbs, source, snapshot.fingerprint)
+        _table_restores(repos, server, dbs, source, snapshot.fingerprint)
 
-        changed = _mutate(dbs, scratch, case)
+        changed = _mutate(server, scratch, case)
         engine = engine_for(repos.inventory.databases["src"])
         after = engine_for(engine.target(scratch)).fingerprint()
         named = {d.split(": ")[0] for d in compare_fingerprints(snapshot.fingerprint, after)}
         assert named == changed
     finally:
-        dbs.drop()
+        dbs.drop(server.drop_database)
+
+
+# Found by the deep profile: numeric NaN hashed like NULL (fingerprint blind to it).
+NAN_LIKE_NULL = Case(
+    case_types("public", "select_enum", ("select",), ("pg_class",)),
+    (TableSpec("0", "plain", (("select", builtin("numeric")), ("User", builtin("smallint"))),
+               ((None, None),), (0,)),),
+)  # fmt: skip
 
 
 @settings(max_examples=generated_examples(5))
 @given(case=cases())
 @example(case=everything())
+@example(case=NAN_LIKE_NULL)
 def test_generated_database_round_trip(
     pg_server: PgServer, pg_estate: PgEstate, case: Case
 ) -> None:

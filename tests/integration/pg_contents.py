@@ -9,11 +9,14 @@ rows sorted (order is not data)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
+
+from tests.integration.conftest import PG_PASSWORD_ENV, PgServer
 
 SETTINGS = (
     "SET TimeZone = 'UTC'",
@@ -66,7 +69,9 @@ CATALOG = {
     f" FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
     f" WHERE t.typtype IN ('e', 'd', 'c', 'r', 'm') AND {_USER}"
     " AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')",
-    "enum_labels": "SELECT enumtypid::regtype::text, enumlabel, enumsortorder::text FROM pg_enum",
+    # The labels' order (a restore renumbers enumsortorder after ALTER TYPE ... ADD VALUE).
+    "enum_labels": "SELECT enumtypid::regtype::text, enumlabel,"
+    " rank() OVER (PARTITION BY enumtypid ORDER BY enumsortorder) FROM pg_enum",
     "sequences": "SELECT schemaname, sequencename, data_type::text, start_value, min_value,"
     " max_value, increment_by, cycle, last_value FROM pg_sequences",
     "large_objects": "SELECT oid::bigint, md5(lo_get(oid)) FROM pg_largeobject_metadata",
@@ -77,9 +82,12 @@ CATALOG = {
 }
 
 
-def connect_with_settings(conninfo: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    """A connection that reads every value as the text the server sends."""
-    conn = psycopg.connect(conninfo, autocommit=True, **kwargs)
+def connect_as_text(server: PgServer, dbname: str) -> psycopg.Connection[Any]:
+    """A connection to ``dbname`` that reads every value as the text the
+    server sends, under :data:`SETTINGS`."""
+    conn = psycopg.connect(
+        server.url, dbname=dbname, password=os.environ[PG_PASSWORD_ENV], autocommit=True
+    )
     for statement in SETTINGS:
         conn.execute(statement)
     for (oid,) in conn.execute("SELECT oid FROM pg_type").fetchall():

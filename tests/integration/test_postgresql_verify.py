@@ -144,3 +144,50 @@ def test_table_restore_of_rows_that_name_another_table_says_what_to_do(
         restore_snapshot(repos, "src:latest", target=target, tables=("public.a",))
     assert failure.value.hint and "restore those too" in failure.value.hint
     restore_snapshot(repos, "src:latest", target=target, tables=("public.a", "public.b"))
+
+
+NUMERIC_SPECIALS = """
+CREATE TABLE plain (id int, v numeric);  -- no special values: hashed as ever
+INSERT INTO plain VALUES (1, 1.5), (2, NULL);
+CREATE TABLE specials (id int, v numeric, vs numeric[], r numrange);
+INSERT INTO specials VALUES (1, 'NaN', '{1,NaN}', '[1,Infinity)'), (2, 'Infinity', NULL, NULL),
+    (3, '-Infinity', '{NULL}', '(,2]'), (4, NULL, '{-Infinity}', 'empty');
+"""
+
+
+def test_numeric_nan_and_infinities_are_told_apart(
+    pg_server: PgServer, pg_databases: NewName, pg_estate: PgEstate
+) -> None:
+    # numeric's own hash gives NaN, Infinity, -Infinity and NULL the same hash.
+    name = pg_databases("specials")
+    _database(pg_server, name, NUMERIC_SPECIALS)
+    repos = pg_estate({"src": name})
+    (result,) = backup_many(repos, ["src"])
+    assert result.ok, result.error
+    verified = verify_snapshot(repos, "src:latest")
+    assert verified.ok, verified.differences
+    _, snapshot = repos.locate("src:latest")
+    assert snapshot.fingerprint is not None
+    with pg_server.connect(name) as conn:
+        (old_digest,) = conn.execute(
+            "SELECT sum(hash_record_extended(p, 0))::numeric FROM ONLY plain p"
+        ).fetchone() or (None,)
+    assert snapshot.fingerprint["tables"]["public.plain"]["digest"] == str(old_digest)
+
+    copy_name = pg_databases("specials_copy")
+    copy = engine_for(engine_for(repos.inventory.databases["src"]).target(copy_name))
+    changed = ["public.specials"]
+    for change, expected in (
+        ("UPDATE specials SET v = 'Infinity' WHERE id = 1", changed),  # NaN -> Infinity
+        ("UPDATE specials SET v = NULL WHERE id = 2", changed),  # Infinity -> NULL
+        ("UPDATE specials SET v = 'NaN' WHERE id = 4", changed),  # NULL -> NaN
+        ("UPDATE specials SET vs = '{1,Infinity}' WHERE id = 1", changed),  # in an array
+        ("UPDATE specials SET vs = '{NaN}' WHERE id = 3", changed),  # NULL element -> NaN
+        ("UPDATE specials SET v = v, vs = vs, r = r", []),  # the same values
+    ):
+        copy.drop()
+        restore_snapshot(repos, "src:latest", target=copy_name)
+        with pg_server.connect(copy_name) as conn:
+            conn.execute(change)
+        differences = compare_fingerprints(snapshot.fingerprint, copy.fingerprint())
+        assert [d.split(":")[0] for d in differences] == expected, change

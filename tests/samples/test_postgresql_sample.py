@@ -17,9 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
@@ -30,7 +28,7 @@ from dbfleet.operations.restore import restore_snapshot, verify_snapshot
 from tests.integration import conftest as integration
 from tests.integration.conftest import PG_PASSWORD_ENV, PgEstate, PgServer
 from tests.integration.pg_contents import (
-    connect_with_settings,
+    connect_as_text,
     database_contents,
     differences,
     table_rows,
@@ -74,11 +72,6 @@ def _load(server: PgServer, name: str) -> None:
     assert loaded.returncode == 0, loaded.stderr
 
 
-def _connect(server: PgServer, name: str) -> psycopg.Connection[Any]:
-    conninfo = server.url.rsplit("/", 1)[0] + "/" + name
-    return connect_with_settings(conninfo, password=os.environ[PG_PASSWORD_ENV])
-
-
 def test_regression_database_sample(
     pg_server: PgServer, pg_databases: Callable[[str], str], pg_estate: PgEstate
 ) -> None:
@@ -90,7 +83,7 @@ def test_regression_database_sample(
 
     verified = verify_snapshot(repos, "regression:latest", keep=True)
     assert verified.ok, verified.differences
-    with _connect(pg_server, source) as src, _connect(pg_server, scratch) as dst:
+    with connect_as_text(pg_server, source) as src, connect_as_text(pg_server, scratch) as dst:
         contents = database_contents(src)
         assert differences(contents, database_contents(dst)) == []
         assert contents["tables"]["public.tenk1"]["rows"], "the sample did not load"
@@ -129,7 +122,7 @@ def test_regression_database_sample(
         "public.stud_emp",
     }
     assert compare_fingerprints(snapshot.fingerprint, restored, tuple(restored["tables"])) == []
-    with _connect(pg_server, source) as src, _connect(pg_server, target) as dst:
+    with connect_as_text(pg_server, source) as src, connect_as_text(pg_server, target) as dst:
         for table in restored["tables"]:
             assert table_rows(src, "public", table.split(".")[1]) == table_rows(
                 dst, "public", table.split(".")[1]

@@ -32,6 +32,10 @@ Fingerprint
         the parents' order), then its own, as ``pg_restore`` recreates it,
         whatever the source's physical order was. For every other table that
         is its own order, so its digest is what it always was.
+      - ``numeric`` hashes NaN, Infinity and -Infinity alike, and like NULL,
+        so ``record`` adds, for each row holding one of them (also inside an
+        array, range or composite), a hash of which columns hold which; rows
+        without them hash as before.
     * Rows are read with ``row_security = off``, like pg_dump, so a table
       owner or superuser sees every row. When row-level security would still
       hide rows (a non-owner, or ``FORCE ROW LEVEL SECURITY`` for an owner
@@ -124,8 +128,11 @@ oid_valued AS (
         SELECT to_regtype(n) FROM unnest(ARRAY['regclass', 'regtype', 'regproc',
             'regprocedure', 'regoper', 'regoperator', 'regconfig', 'regdictionary',
             'regnamespace', 'regrole', 'regcollation', 'aclitem']) AS n)
-)
-SELECT relid, nspname, relname, attname, atttypid IN (SELECT root FROM oid_valued)
+),
+numeric_inside AS (SELECT DISTINCT root FROM parts WHERE typid = 'numeric'::regtype)
+SELECT relid, nspname, relname, attname, atttypid IN (SELECT root FROM oid_valued),
+    CASE WHEN atttypid = 'numeric'::regtype THEN 'plain'
+         WHEN atttypid IN (SELECT root FROM numeric_inside) THEN 'inside' END
 FROM columns ORDER BY relid, attnum
 """
 _MULTIRANGE = "UNION ALL SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = t.oid"
@@ -135,20 +142,29 @@ _PARENTS = "SELECT inhrelid, inhparent FROM pg_inherits ORDER BY inhrelid, inhse
 @dataclass(frozen=True)
 class _Column:
     name: str
-    as_text: bool
+    as_text: bool  # its values are OIDs: hashed by their text
+    numeric: str | None  # "plain" numeric, numeric "inside" another type, or None
 
 
-def _row_plans(conn: psycopg.Connection[Any]) -> dict[str, list[_Column]]:
-    """Per table whose rows cannot be hashed as stored: its columns in the
-    order a restore creates them, each hashed as stored or as text (see the
-    module docstring). Tables not named hash their own row."""
+@dataclass(frozen=True)
+class _RowPlan:
+    """How to hash a table's rows when its own row will not do."""
+
+    columns: list[_Column]  # in the order a restore creates them
+    rebuild: bool  # hash ROW(columns) instead of the table's row
+    numeric_specials: str  # NaN/Infinity test expressions: see _specials_term
+
+
+def _row_plans(conn: psycopg.Connection[Any]) -> dict[str, _RowPlan]:
+    """Per table whose rows cannot be hashed as stored: how to hash them (see
+    the module docstring). Tables not named hash their own row."""
     multirange = _MULTIRANGE if conn.info.server_version >= 140000 else ""
     query = _COLUMNS.format(multirange=multirange)
     names: dict[int, str] = {}
     columns: dict[int, list[_Column]] = {}
-    for relid, schema, table, column, as_text in conn.execute(query):
+    for relid, schema, table, column, as_text, numeric in conn.execute(query):
         names[relid] = f"{schema}.{table}"
-        columns.setdefault(relid, []).append(_Column(column, bool(as_text)))
+        columns.setdefault(relid, []).append(_Column(column, bool(as_text), numeric))
     parents: dict[int, list[int]] = {}
     for child, parent in conn.execute(_PARENTS):
         if child in columns and parent in columns:  # not the indexes of partitioned tables
@@ -169,23 +185,55 @@ def _row_plans(conn: psycopg.Connection[Any]) -> dict[str, list[_Column]]:
             ordered[relid] = list(order.values())
         return ordered[relid]
 
+    specials = _SPECIALS_14 if conn.info.server_version >= 140000 else _SPECIALS_OLD
     plans = {}
     for relid, stored in columns.items():
         order = restore_order(relid)
-        if order != stored or any(c.as_text for c in order):
-            plans[names[relid]] = order
+        rebuild = order != stored or any(c.as_text for c in order)
+        if rebuild or any(c.numeric and not c.as_text for c in order):
+            plans[names[relid]] = _RowPlan(order, rebuild, specials)
     return plans
 
 
-def _row_expression(plan: list[_Column] | None) -> sql.Composable:
+# numeric's hash function gives NaN, Infinity and -Infinity the hash of NULL.
+_SPECIALS_14 = "IN ('NaN'::numeric, 'Infinity'::numeric, '-Infinity'::numeric)"
+_SPECIALS_OLD = "= 'NaN'::numeric"  # no numeric infinity before PostgreSQL 14
+
+
+def _row_expression(plan: _RowPlan | None) -> sql.Composable:
     """The row to hash: the table's own row, or one built from its columns."""
-    if plan is None:
+    if plan is None or not plan.rebuild:
         return sql.Identifier(_ROW_ALIAS)
     values = [
         sql.Identifier(_ROW_ALIAS, c.name) + (sql.SQL("::text") if c.as_text else sql.SQL(""))
-        for c in plan
+        for c in plan.columns
     ]
     return sql.SQL("ROW({})").format(sql.SQL(", ").join(values))
+
+
+def _specials_term(plan: _RowPlan | None) -> sql.Composable | None:
+    """For the ``record`` method: per row, 0 unless a numeric value in it is
+    NaN or infinite, else a hash of the text of those values by column, so
+    that they differ from each other and from NULL. Rows without them (and
+    tables without numeric columns) hash exactly as before this term."""
+    if plan is None:
+        return None
+    tests, tags = [], []
+    for c in plan.columns:
+        if not c.numeric or c.as_text:
+            continue
+        column = sql.Identifier(_ROW_ALIAS, c.name)
+        if c.numeric == "plain":
+            test = column + sql.SQL(" " + plan.numeric_specials)
+        else:  # inside an array, range or composite: its text shows them
+            test = sql.SQL("({}::text ~ '(NaN|Infinity)')").format(column)
+        tests.append(test)
+        tags.append(sql.SQL("CASE WHEN {} THEN {}::text END").format(test, column))
+    if not tests:
+        return None
+    return sql.SQL("CASE WHEN {} THEN hashtextextended(ROW({})::text, 0) ELSE 0 END").format(
+        sql.SQL(" OR ").join(tests), sql.SQL(", ").join(tags)
+    )
 
 
 def apply_session_settings(conn: psycopg.Connection[Any]) -> None:
@@ -242,16 +290,17 @@ _DIGESTS = {
 
 
 def _table(
-    conn: psycopg.Connection[Any], schema: str, name: str, plan: list[_Column] | None
+    conn: psycopg.Connection[Any], schema: str, name: str, plan: _RowPlan | None
 ) -> dict[str, Any]:
     for method, expression in _DIGESTS.items():
-        query = sql.SQL(
-            "SELECT count(*), coalesce(sum(" + expression + ")::numeric, 0) "
-            "FROM ONLY {table} AS {alias}"
-        ).format(
-            row=_row_expression(plan),
-            table=sql.Identifier(schema, name),
-            alias=sql.Identifier(_ROW_ALIAS),
+        total = sql.SQL("coalesce(sum(" + expression + ")::numeric, 0)").format(
+            row=_row_expression(plan)
+        )
+        specials = _specials_term(plan) if method == "record" else None
+        if specials is not None:
+            total += sql.SQL(" + coalesce(sum({})::numeric, 0)").format(specials)
+        query = sql.SQL("SELECT count(*), {} FROM ONLY {} AS {}").format(
+            total, sql.Identifier(schema, name), sql.Identifier(_ROW_ALIAS)
         )
         try:
             with conn.transaction():
