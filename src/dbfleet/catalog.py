@@ -14,6 +14,15 @@ still running or queued). ``bytes`` is,
 per kind: backup and copy, bytes added to the repository; verify and drill, bytes
 restored; prune, bytes freed; forget, 0. Times are ISO 8601 UTC text.
 
+``actor`` says who started it: ``schedule`` (serve's own fire times and
+retries), ``cli:<user>`` (a command run by hand), ``api:<token name>`` (an
+HTTP call). ``progress`` is JSON (``stage``, ``bytes``, ``updated_at``) that
+a running job updates, for the jobs page.
+
+Table ``health_samples``: one row per health sample of a database
+(:class:`dbfleet.engines.base.HealthSample` as JSON in ``sample``, with
+``up`` and ``size_bytes`` as columns for history queries and forecasts).
+
 Table ``alerts``: the notification state per alert key (``job:backup:notes``,
 ``freshness:notes``), so that a restart neither repeats nor forgets an alert.
 Table ``meta``: ``last_tick``, the scheduler time serve last looked at, from
@@ -74,6 +83,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 1 -> 2: who started a run, its live progress, and health samples
+    """
+    ALTER TABLE runs ADD COLUMN actor TEXT;
+    ALTER TABLE runs ADD COLUMN progress TEXT;
+    CREATE INDEX runs_by_kind ON runs (kind, id);
+    CREATE TABLE health_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        database TEXT NOT NULL,
+        taken_at TEXT NOT NULL,
+        up INTEGER NOT NULL,
+        size_bytes REAL,
+        sample TEXT NOT NULL
+    );
+    CREATE INDEX health_samples_by_database ON health_samples (database, taken_at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -109,6 +133,8 @@ class Run:
     snapshot: str | None
     error: str | None
     details: dict[str, Any] | None
+    actor: str | None = None
+    progress: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +144,7 @@ class Run:
         values = dict(row)
         values["will_retry"] = bool(values["will_retry"])
         values["details"] = json.loads(values["details"]) if values["details"] else None
+        values["progress"] = json.loads(values["progress"]) if values.get("progress") else None
         return cls(**values)
 
 
@@ -219,18 +246,26 @@ class Catalog:
         attempt: int = 1,
         started_at: datetime | None = None,
         status: str = "queued",
+        actor: str | None = None,
     ) -> int:
         """A new run, ``queued`` (not started yet) or ``running``."""
         if status not in ("queued", "running"):
             raise ValueError(f"a new run is queued or running, not {status!r}")
         cursor = self._db.execute(
             "INSERT INTO runs (job, kind, target, database, trigger, scheduled_at, started_at, "
-            "status, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, attempt, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job, kind, target, database, trigger, iso(scheduled_at), iso(started_at), status,
-             attempt),
+             attempt, actor),
         )  # fmt: skip
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def set_progress(self, run_id: int, progress: dict[str, Any]) -> None:
+        """A running job's stage and bytes so far (JSON), for the jobs page."""
+        self._db.execute(
+            "UPDATE runs SET progress = ? WHERE id = ?",
+            (json.dumps(progress, default=str), run_id),
+        )
 
     def mark_started(self, run_id: int, started_at: datetime) -> None:
         self._db.execute(
@@ -286,6 +321,7 @@ class Catalog:
         snapshot: str | None = None,
         error: str | None = None,
         details: dict[str, Any] | None = None,
+        actor: str | None = None,
     ) -> int:
         """A finished run in one call: skipped fire times, and manual runs
         (``trigger="manual"``) that a command chooses to record."""
@@ -299,6 +335,7 @@ class Catalog:
             started_at=started_at,
             attempt=attempt,
             status="running",
+            actor=actor,
         )
         self.finish_run(
             run_id,
@@ -445,6 +482,7 @@ def record_manual_run(
     snapshot: str | None = None,
     error: str | None = None,
     details: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> int:
     """Record a run started by hand (``dbfleet backup``, ...) with trigger
     ``manual``. Safe while serve runs: SQLite serializes the two writers. A
@@ -464,6 +502,7 @@ def record_manual_run(
             snapshot=snapshot,
             error=error,
             details=details,
+            actor=actor,
         )
 
 

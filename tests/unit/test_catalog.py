@@ -65,6 +65,8 @@ def test_a_run_from_queued_to_finished(tmp_path: Path) -> None:
         "snapshot": "ab" * 32,
         "error": None,
         "details": {"results": [{"database": "notes"}]},
+        "actor": None,
+        "progress": None,
     }
     with Catalog(tmp_path / "c.db") as cat, pytest.raises(ValueError):
         cat.finish_run(run_id, status="great", finished_at=T0, duration_seconds=0)
@@ -156,7 +158,7 @@ def test_schema_version_and_upgrades(tmp_path: Path) -> None:
         Catalog(path, create=False)
     assert not path.exists()
     with Catalog(path) as cat:
-        assert cat.schema_version == SCHEMA_VERSION == 1
+        assert cat.schema_version == SCHEMA_VERSION == 2
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -168,6 +170,31 @@ def test_schema_version_and_upgrades(tmp_path: Path) -> None:
         Catalog(old, create=False)
     with Catalog(old) as cat:
         assert cat.schema_version == SCHEMA_VERSION
+
+
+def test_version_1_catalog_upgrades_keeping_its_runs(tmp_path: Path) -> None:
+    """A catalog written by the previous release (schema 1) gains ``actor``,
+    ``progress`` and ``health_samples``; its runs are kept, with no actor."""
+    from dbfleet.catalog import MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(MIGRATIONS[0])
+        conn.execute(
+            "INSERT INTO runs (job, kind, target, database, trigger, status) "
+            "VALUES ('backup:notes', 'backup', 'notes', 'notes', 'schedule', 'ok')"
+        )
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    with Catalog(path) as cat:
+        assert cat.schema_version == 2
+        (run,) = cat.runs()
+        assert (run.job, run.status, run.actor, run.progress) == ("backup:notes", "ok", None, None)
+        new = add(cat)
+        cat.set_progress(new, {"stage": "dump", "bytes": 1024})
+        assert cat.get(new).progress == {"stage": "dump", "bytes": 1024}
+        count = cat._db.execute("SELECT count(*) FROM health_samples").fetchone()[0]
+        assert count == 0
 
 
 def test_readers_see_runs_while_serve_writes(tmp_path: Path) -> None:
