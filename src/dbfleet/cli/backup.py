@@ -13,6 +13,7 @@ from dbfleet.engines.base import PointInTimeRequest
 from dbfleet.engines.registry import engine_for, point_in_time
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.operations.backup import backup_many
+from dbfleet.operations.backup import exit_code as backup_exit_code
 from dbfleet.operations.restore import restore_snapshot, verify_snapshot
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
@@ -35,7 +36,8 @@ def backup(
     The dump streams through chunking, compression and encryption straight
     into the repository. A dump tool that fails fails the backup, and no
     snapshot is recorded. With several databases, each is attempted; the exit
-    code is 1 if any failed.
+    code is that of the failures (3 for a wrong passphrase or a damaged
+    repository, 2 for bad usage) when they agree, else 1.
 
     Redis: the default logical mode is not a point-in-time copy (each batch of
     keys is atomic; keys changed during the scan may or may not be included);
@@ -69,8 +71,9 @@ def backup(
                 )
             else:
                 output.stderr.print(f"{r.database}: FAILED: {r.error}")
-    if not all(r.ok for r in results):
-        raise typer.Exit(EXIT_FAILED)
+    code = backup_exit_code(results)
+    if code:
+        raise typer.Exit(code)
 
 
 def snapshots(
