@@ -271,7 +271,9 @@ def verify(
 
     The scratch target is the database's `scratch:` from the inventory, or a
     temporary database next to the source, dropped afterwards. Exit code 3
-    when the restored data differs from what was backed up. Redis RDB
+    when the restored data differs from what was backed up; 1 when the
+    snapshot's fingerprint is an older format that differs ("not
+    comparable": take a new backup and verify that). Redis RDB
     snapshots are loaded into a throw-away local redis-server.
     """
     st = state(ctx)
@@ -286,12 +288,17 @@ def verify(
             f"snapshot {result.snapshot[:8]} of {result.database}: OK, "
             f"{result.tables_compared} tables match; restore took {result.restore_seconds:.1f}s"
         )
+    elif result.incomparable:
+        output.stderr.print(
+            f"snapshot {result.snapshot[:8]} of {result.database}: NOT COMPARABLE: "
+            f"{result.incomparable}"
+        )
     else:
         output.stderr.print(f"snapshot {result.snapshot[:8]} of {result.database}: MISMATCH")
         for line in result.differences:
             output.stderr.print(f"  {line}")
     if not result.ok:
-        raise typer.Exit(EXIT_INTEGRITY)
+        raise typer.Exit(EXIT_FAILED if result.incomparable else EXIT_INTEGRITY)
 
 
 def health(

@@ -181,12 +181,36 @@ def compare_fingerprints(
             diff = ", ".join(f"{k} {e.get(k)} != {a.get(k)}" for k in e if e.get(k) != a.get(k))
             differences.append(f"{name}: {diff}")
     if not tables:
-        for key in sorted((set(expected) | set(actual)) - {"tables"}):
+        for key in sorted((set(expected) | set(actual)) - {"tables", "format"}):
             if expected.get(key) != actual.get(key):
                 differences.append(
                     f"{key}: backup {expected.get(key)} != restored {actual.get(key)}"
                 )
     return differences
+
+
+def fingerprint_format(fingerprint: dict[str, Any]) -> int:
+    """The fingerprint's format: an engine raises it when it changes what the
+    fingerprint hashes; fingerprints written before the key existed are 1."""
+    value = fingerprint.get("format", 1)
+    return value if isinstance(value, int) else 1
+
+
+def incomparable(expected: dict[str, Any], actual: dict[str, Any], differences: list[str]) -> str:
+    """Why ``differences`` prove nothing, or ``""`` when they are real.
+
+    A snapshot fingerprinted by an older dbfleet (an older format) may differ
+    from what this dbfleet computes for the very same data: reporting that as
+    a mismatch would be a false alarm. Equal fingerprints still prove the
+    restore whatever their formats, so only differences are in question."""
+    old, new = fingerprint_format(expected), fingerprint_format(actual)
+    if not differences or old == new:
+        return ""
+    return (
+        f"the snapshot's fingerprint is format {old}, this dbfleet computes format {new}; "
+        f"{len(differences)} difference(s) may come from the format alone, so this "
+        "restore is neither proved nor disproved (take a new backup and verify that)"
+    )
 
 
 # --- capabilities besides backup/restore/fingerprint -------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 from dbfleet.catalog import Catalog, Run
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints, incomparable
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import (
     EXIT_FAILED,
@@ -59,7 +59,7 @@ from dbfleet.schedule.config import format_span
 from dbfleet.schedule.core import AlertState, alert_transition
 
 KIND = "drill"
-RESULTS = ("pass", "rto_exceeded", "mismatch", "corrupt", "failed", "unsupported")
+RESULTS = ("pass", "rto_exceeded", "mismatch", "incomparable", "corrupt", "failed", "unsupported")
 INTEGRITY_RESULTS = ("mismatch", "corrupt")
 """Results that mean the backup cannot be trusted (exit 3)."""
 
@@ -232,7 +232,11 @@ def _run(
     objective = result.rto_objective_seconds
     if objective is not None:
         result.within_objective = result.rto_seconds <= objective
-    if result.differences:
+    why_incomparable = incomparable(snapshot.fingerprint, actual, result.differences)
+    if why_incomparable:
+        result.result, result.error_type = "incomparable", "FingerprintFormatChanged"
+        result.reason = why_incomparable
+    elif result.differences:
         result.result, result.error_type = "mismatch", "FingerprintMismatchError"
         result.reason = "restored data differs from the backup: " + "; ".join(
             result.differences[:3]
@@ -326,9 +330,7 @@ def exit_code(results: list[DrillResult]) -> int:
     repository could not be used (wrong passphrase, locked: as every command
     exits for those), else 1 when anything did not pass, else 0."""
     repository_errors = _repository_error_names()
-    if any(
-        r.result in INTEGRITY_RESULTS or r.error_type in repository_errors for r in results
-    ):
+    if any(r.result in INTEGRITY_RESULTS or r.error_type in repository_errors for r in results):
         return EXIT_INTEGRITY
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints, incomparable
 from dbfleet.engines.names import FILE_ENGINES
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import UsageError, redact
@@ -58,6 +58,9 @@ class VerifyResult:
     restore_seconds: float
     tables_compared: int
     differences: list[str] = field(default_factory=list)
+    incomparable: str = ""
+    """Non-empty when the differences prove nothing: the snapshot's
+    fingerprint has an older format (see :func:`engines.base.incomparable`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -226,7 +229,9 @@ def verify_snapshot(
     on_total: Callable[[int], None] | None = None,
 ) -> VerifyResult:
     """Restore into scratch, compare fingerprints, clean up. A mismatch is
-    ``ok=False`` with the differences (the CLI exits 3)."""
+    ``ok=False`` with the differences (the CLI exits 3); differences against
+    an older fingerprint format are ``ok=False`` with ``incomparable`` set
+    (exit 1: nothing proved, nothing disproved)."""
     repo, snapshot = repos.locate(selector)
     if on_total:
         on_total(snapshot.size)
@@ -251,6 +256,7 @@ def verify_snapshot(
             engine.drop()
     differences = compare_fingerprints(snapshot.fingerprint, actual)
     result = VerifyResult(
+        incomparable=incomparable(snapshot.fingerprint, actual, differences),
         snapshot=snapshot.id,
         database=snapshot.database,
         engine=snapshot.engine,

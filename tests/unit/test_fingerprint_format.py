@@ -1,0 +1,113 @@
+"""A snapshot fingerprinted by an older dbfleet (an older fingerprint format)
+is not a mismatch when it differs from what this dbfleet computes: verify and
+drill say "not comparable" (exit 1) instead of raising a false alarm (exit 3).
+Equal fingerprints prove the restore whatever their formats, and a real
+difference within one format is still a mismatch.
+
+The older dbfleet is played by rewriting the SQLite engine's fingerprint
+while the backup runs: the data, the repository and the restore are real."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clikit import Estate
+
+import dbfleet.engines.sqlite as sqlite_engine
+from dbfleet.engines.base import compare_fingerprints, fingerprint_format, incomparable
+
+
+def _backup_with(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch, change: Callable[[dict[str, Any]], None]
+) -> None:
+    """Back up notes with a fingerprint that ``change`` rewrites (the SQLite
+    engine fingerprints the copy it stores with ``_fingerprint``)."""
+    original = sqlite_engine._fingerprint
+
+    def older(conn: sqlite3.Connection, tables: tuple[str, ...]) -> dict[str, Any]:
+        fingerprint = original(conn, tables)
+        change(fingerprint)
+        return fingerprint
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_engine, "_fingerprint", older)
+        estate.backup("notes")
+
+
+def _first_table(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    name = sorted(fingerprint["tables"])[0]
+    table: dict[str, Any] = fingerprint["tables"][name]
+    return table
+
+
+def _older_format_and_other_hash(fingerprint: dict[str, Any]) -> None:
+    fingerprint["format"] = 0
+    _first_table(fingerprint)["rows"] += 1
+
+
+def _older_format_same_data(fingerprint: dict[str, Any]) -> None:
+    fingerprint["format"] = 0
+
+
+def _same_format_other_hash(fingerprint: dict[str, Any]) -> None:
+    _first_table(fingerprint)["rows"] += 1
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Estate:
+    return Estate(tmp_path / "estate")
+
+
+def test_older_format_that_differs_is_not_comparable(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backup_with(estate, monkeypatch, _older_format_and_other_hash)
+    result = estate.run("verify", "notes:latest", "--json")
+    assert result.code == 1, result.stderr
+    body = json.loads(result.stdout)
+    assert body["ok"] is False and body["differences"]
+    assert "format 0" in body["incomparable"] and "take a new backup" in body["incomparable"]
+    plain = estate.run("verify", "notes:latest")
+    assert plain.code == 1 and "NOT COMPARABLE" in plain.stderr and "MISMATCH" not in plain.stderr
+    drill = estate.run("drill", "notes", "--json")
+    assert drill.code == 1, drill.stderr
+    (row,) = json.loads(drill.stdout)
+    assert row["result"] == "incomparable" and "format 0" in row["reason"]
+
+
+def test_older_format_with_equal_data_still_proves_the_restore(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backup_with(estate, monkeypatch, _older_format_same_data)
+    result = estate.run("verify", "notes:latest", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True
+
+
+def test_same_format_difference_is_a_mismatch(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backup_with(estate, monkeypatch, _same_format_other_hash)
+    result = estate.run("verify", "notes:latest", "--json")
+    assert result.code == 3, result.stderr
+    body = json.loads(result.stdout)
+    assert body["incomparable"] == "" and body["differences"]
+    drill = estate.run("drill", "notes", "--json")
+    assert drill.code == 3
+    assert json.loads(drill.stdout)[0]["result"] == "mismatch"
+
+
+def test_format_rules() -> None:
+    old = {"tables": {"t": {"rows": 1}}}
+    new = {"tables": {"t": {"rows": 2}}, "format": 2}
+    assert fingerprint_format(old) == 1 and fingerprint_format(new) == 2
+    differences = compare_fingerprints(old, new)
+    assert differences == ["t: rows 1 != 2"]  # the format key itself is no difference
+    assert "format 1" in incomparable(old, new, differences)
+    assert incomparable(old, new, []) == ""
+    assert incomparable(new, new | {"tables": {}}, ["x"]) == ""
