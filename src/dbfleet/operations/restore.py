@@ -31,6 +31,7 @@ from dbfleet.operations.common import (
     resolve_database,
 )
 from dbfleet.repo import Snapshot
+from dbfleet.repo.lock import reading_lock
 from dbfleet.validation import has_url_password, target_name_problem
 
 
@@ -205,10 +206,11 @@ def restore_snapshot(
             on_bytes(n)
 
     began = time.monotonic()
-    engine.restore(
-        SnapshotSource(repo, snapshot, count),
-        RestoreOptions(tables=tables, clean=clean, include_globals=include_globals),
-    )
+    with reading_lock(repo.storage, f"restore {snapshot.database}"):
+        engine.restore(
+            SnapshotSource(repo, snapshot, count),
+            RestoreOptions(tables=tables, clean=clean, include_globals=include_globals),
+        )
     return RestoreResult(
         snapshot=snapshot.id,
         database=snapshot.database,
@@ -248,7 +250,8 @@ def verify_snapshot(
     engine.drop()
     began = time.monotonic()
     try:
-        engine.restore(SnapshotSource(repo, snapshot, on_bytes), RestoreOptions(clean=True))
+        with reading_lock(repo.storage, f"verify {snapshot.database}"):
+            engine.restore(SnapshotSource(repo, snapshot, on_bytes), RestoreOptions(clean=True))
         restore_seconds = time.monotonic() - began
         actual = engine.fingerprint()
     finally:
