@@ -288,6 +288,8 @@ def verify(
             f"snapshot {result.snapshot[:8]} of {result.database}: OK, "
             f"{result.tables_compared} tables match; restore took {result.restore_seconds:.1f}s"
         )
+        for caveat in result.caveats:
+            output.stderr.print(f"  note: {caveat}")
     elif result.incomparable:
         output.stderr.print(
             f"snapshot {result.snapshot[:8]} of {result.database}: NOT COMPARABLE: "

@@ -51,6 +51,7 @@ from dbfleet.operations.common import (
     SnapshotSource,
     matches_database,
     no_fingerprint_reason,
+    snapshot_caveats,
 )
 from dbfleet.operations.restore import describe, source_config
 from dbfleet.repo import Repository, Snapshot
@@ -101,6 +102,8 @@ class DrillResult:
     bytes: int = 0
     tables_compared: int = 0
     differences: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+    """What the comparison cannot prove (see ``snapshot_caveats``)."""
     reason: str | None = None
     error_type: str | None = None
     run_id: int | None = None
@@ -228,6 +231,7 @@ def _run(
     result.fingerprint_seconds = _r(done - restored)
     result.rto_seconds = _r(done - start)
     result.tables_compared = len(snapshot.fingerprint.get("tables", {}))
+    result.caveats = snapshot_caveats(snapshot)
     result.differences = compare_fingerprints(snapshot.fingerprint, actual)
     objective = result.rto_objective_seconds
     if objective is not None:

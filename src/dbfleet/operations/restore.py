@@ -29,6 +29,7 @@ from dbfleet.operations.common import (
     SnapshotSource,
     no_fingerprint_reason,
     resolve_database,
+    snapshot_caveats,
 )
 from dbfleet.repo import Snapshot
 from dbfleet.repo.lock import reading_lock
@@ -59,6 +60,8 @@ class VerifyResult:
     restore_seconds: float
     tables_compared: int
     differences: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+    """What the comparison cannot prove (:func:`snapshot_caveats`)."""
     incomparable: str = ""
     """Non-empty when the differences prove nothing: the snapshot's
     fingerprint has an older format (see :func:`engines.base.incomparable`)."""
@@ -259,6 +262,7 @@ def verify_snapshot(
             engine.drop()
     differences = compare_fingerprints(snapshot.fingerprint, actual)
     result = VerifyResult(
+        caveats=snapshot_caveats(snapshot),
         incomparable=incomparable(snapshot.fingerprint, actual, differences),
         snapshot=snapshot.id,
         database=snapshot.database,
