@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,51 @@ def test_format_rules() -> None:
     assert "format 1" in incomparable(old, new, differences)
     assert incomparable(old, new, []) == ""
     assert incomparable(new, new | {"tables": {}}, ["x"]) == ""
+
+
+def _format_1(fingerprint: dict[str, Any]) -> None:
+    """What dbfleet wrote before SQLite fingerprints had schemas."""
+    fingerprint.pop("format")
+    fingerprint.pop("schema")
+    for table in fingerprint["tables"].values():
+        table.pop("schema")
+
+
+def test_a_format_1_sqlite_snapshot_verifies_on_what_it_has(
+    estate: Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backup_with(estate, monkeypatch, _format_1)
+    result = estate.run("verify", "notes:latest", "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["differences"] == []
+
+
+def test_sqlite_fingerprint_sees_schema_and_header_changes(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT);"
+            "CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER);"
+            "CREATE TABLE c (x);"
+            "CREATE INDEX b_a ON b (a_id);"
+            "CREATE VIEW av AS SELECT v FROM a;"
+            "INSERT INTO a (v) VALUES ('x'), ('y'); INSERT INTO b (a_id) VALUES (1);"
+        )
+    conn.close()
+    engine = sqlite_engine.SQLiteEngine(sqlite_engine.DatabaseConfig(engine="sqlite", path=path))
+    before = engine.fingerprint()
+    assert before["format"] == 2 and set(before["tables"]) == {"a", "b", "c"}
+
+    def changed(sql: str) -> list[str]:
+        with closing(sqlite3.connect(path)) as c:
+            c.executescript(sql)
+        return compare_fingerprints(before, engine.fingerprint())
+
+    assert changed("DROP INDEX b_a") == [
+        f"b: schema {before['tables']['b']['schema']} != "
+        f"{engine.fingerprint()['tables']['b']['schema']}"
+    ]
+    assert changed("CREATE INDEX b_a ON b (a_id)") == []  # the same text again: equal
+    assert [d.split(":")[0] for d in changed("PRAGMA user_version = 7")] == ["schema"]
+    assert changed("PRAGMA user_version = 0") == []
+    assert [d.split(":")[0] for d in changed("DROP VIEW av")] == ["schema"]
