@@ -51,7 +51,7 @@ class Capabilities:
     migrations: bool = False
     """Schema migrations can be applied (:class:`Migrations`; none yet)."""
     health_sample: bool = False
-    """A metrics sample can be taken (:class:`HealthSampler`; none yet)."""
+    """A health sample can be taken (:class:`HealthSampler`, ``engines/<engine>/health.py``)."""
     subjects: bool = False
     """One data subject's records can be found, exported, erased (:class:`Subjects`; none yet)."""
 
