@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     StrictInt,
@@ -31,6 +32,7 @@ from dbfleet.engines.names import ALIASES, ENGINES, FILE_ENGINES, SERVER_ENGINES
 from dbfleet.errors import ConfigError, UsageError
 from dbfleet.schedule.config import (
     DATABASE_KEYS,
+    INVENTORY_KEYS,
     DatabaseSchedule,
     DatabaseScheduling,
     NotificationConfig,
@@ -40,6 +42,7 @@ from dbfleet.schedule.config import (
     ServeConfig,
     scheduling_problems,
 )
+from dbfleet.schedule.health_config import HealthConfig
 from dbfleet.validation import (
     NAME_RE,
     NAME_RULE,
@@ -210,6 +213,7 @@ class DatabaseConfig(_Strict):
         default=None,
         description="a scheduled verify or a drill fails when its restore takes longer",
     )
+    capacity_bytes: ByteSize | None = Field(default=None, gt=0, description="docs/health.md")
 
     @field_validator("engine")
     @classmethod
@@ -289,6 +293,7 @@ class Inventory(_Strict):
     schedule: ScheduleDefaults = Field(default_factory=ScheduleDefaults)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
+    health: HealthConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -350,14 +355,8 @@ class Inventory(_Strict):
             values = {key: getattr(db, key, None) for key in DATABASE_KEYS}
             if any(v is not None for v in values.values()):
                 databases[name] = DatabaseScheduling.model_validate(values)
-        return Scheduling.model_validate(
-            {
-                "schedule": self.schedule,
-                "serve": self.serve,
-                "notifications": self.notifications,
-                "databases": databases,
-            }
-        )
+        top = {key: getattr(self, key) for key in INVENTORY_KEYS}
+        return Scheduling.model_validate(top | {"databases": databases})
 
     def database(self, name: str) -> DatabaseConfig:
         """The entry for ``name``; for ``<server entry>/<database>`` the server
