@@ -28,7 +28,7 @@ from dbfleet.catalog import Catalog
 from dbfleet.config import Inventory
 from dbfleet.engines.base import HealthSample, HealthSampler
 from dbfleet.engines.registry import health_sampler
-from dbfleet.notify import Event, Notifier
+from dbfleet.notify import Channel, Event, Notifier
 from dbfleet.observe.checks import Check, Status
 from dbfleet.schedule.config import Scheduling
 from dbfleet.schedule.core import AlertState, alert_transition
@@ -231,6 +231,12 @@ class HealthMonitor:
             )
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def close(self) -> None:
+        """``stop()``, then deliver the notifications still queued."""
+        self.stop()
+        if self.notifier is not None:
+            self.notifier.close()
+
     def _run(self) -> None:
         interval = self.config.interval.total_seconds()
         while not self._stop.is_set():
@@ -319,3 +325,18 @@ class HealthMonitor:
 
 def _show(alert: str, value: float) -> str:
     return f"{value:g}s" if alert == "replication_lag" else f"{value:.3g}"
+
+
+def health_monitor(
+    inventory: Inventory,
+    scheduling: Scheduling,
+    catalog_path: Path,
+    channels: list[Channel],
+) -> HealthMonitor | None:
+    """The monitor ``dbfleet serve`` runs, ``None`` when the inventory has no
+    ``health:``. It notifies through its own :class:`Notifier` on the same
+    channels, so that stopping the scheduler and the monitor is independent;
+    :meth:`HealthMonitor.close` stops both."""
+    if scheduling.health is None:
+        return None
+    return HealthMonitor(inventory, scheduling, catalog_path, Notifier(channels))
