@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from dbfleet.config_yaml import missing_sections, read_document
-from dbfleet.engines.names import ALIASES, ENGINES, FILE_ENGINES, SERVER_ENGINES, canonical
+from dbfleet.engines.names import ALIASES, FILE_ENGINES, INVENTORY_ENGINES, URL_ENGINES, canonical
 from dbfleet.errors import ConfigError, UsageError
 from dbfleet.schedule.config import (
     DATABASE_KEYS,
@@ -219,8 +219,8 @@ class DatabaseConfig(_Strict):
     @classmethod
     def _alias(cls, engine: str) -> str:
         engine = canonical(engine)
-        if engine not in ENGINES:
-            known = ", ".join(sorted(ENGINES | set(ALIASES)))
+        if engine not in INVENTORY_ENGINES:
+            known = ", ".join(sorted(INVENTORY_ENGINES | set(ALIASES)))
             raise ValueError(f"unknown engine {engine!r} (known: {known})")
         return engine
 
@@ -228,7 +228,7 @@ class DatabaseConfig(_Strict):
     @classmethod
     def _check_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         engine = info.data.get("engine")
-        if engine in SERVER_ENGINES and not url:
+        if engine in URL_ENGINES and not url:
             raise ValueError(f"required for engine {engine}")
         if url and has_url_password(url):
             raise ValueError("must not contain a password; use password_env or password_file")
@@ -244,7 +244,7 @@ class DatabaseConfig(_Strict):
         engine = info.data.get("engine")
         if engine in FILE_ENGINES and path is None:
             raise ValueError(f"required for engine {engine} (the database file)")
-        if path is not None and engine in SERVER_ENGINES:
+        if path is not None and engine in URL_ENGINES:
             raise ValueError(f"engine {engine} takes 'url', not 'path'")
         if isinstance(path, str | Path):
             text = str(path)

@@ -22,7 +22,7 @@ from dbfleet.engines.base import (
     HealthSampler,
     PointInTime,
 )
-from dbfleet.engines.names import ENGINES
+from dbfleet.engines.names import ENGINES, POOLER_ENGINES
 from dbfleet.errors import UsageError
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ __all__ = [
     "known_engines",
     "point_in_time",
     "register_commands",
+    "require_database",
 ]
 
 
@@ -105,6 +106,14 @@ ENTRIES: dict[str, Entry] = {
 assert set(ENTRIES) == ENGINES, "engines/names.py and the registry must list the same engines"
 
 
+POOLERS: dict[str, str] = {
+    "pgbouncer": "dbfleet.engines.pgbouncer.health:PgBouncerHealthSampler",
+}
+"""Connection pools (:data:`~dbfleet.engines.names.POOLER_ENGINES`) -> their
+health sampler: the only capability they have."""
+assert set(POOLERS) == POOLER_ENGINES
+
+
 def _load(target: str) -> Any:
     module_name, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
@@ -114,7 +123,23 @@ def _entry(engine: str) -> Entry:
     try:
         return ENTRIES[engine]
     except KeyError:
+        if engine in POOLER_ENGINES:
+            raise UsageError(
+                f"{engine} is a connection pool, not a database: it cannot be backed up, "
+                "restored, verified or drilled",
+                hint="its entry is for health sampling only ('dbfleet health')",
+            ) from None
         raise UsageError(f"unknown engine {engine!r}") from None
+
+
+def require_database(name: str, config: DatabaseConfig) -> None:
+    """``UsageError`` (exit 2) when entry ``name`` is a connection pool:
+    backup, restore, verify and drill need a database."""
+    if config.engine in POOLER_ENGINES:
+        try:
+            _entry(config.engine)
+        except UsageError as exc:
+            raise UsageError(f"{name}: {exc.message}", hint=exc.hint) from None
 
 
 def known_engines() -> set[str]:
@@ -159,7 +184,7 @@ def chained_snapshot_kinds() -> dict[str, ChainedSnapshots]:
 def health_sampler(database: str, config: DatabaseConfig) -> HealthSampler:
     """The sampler of inventory entry ``database``; "unsupported" when its
     engine has none."""
-    target = _entry(config.engine).health_sampler
+    target = POOLERS.get(config.engine) or _entry(config.engine).health_sampler
     if target is None:
         raise UsageError(f"health sampling is unsupported for {config.engine}")
     return cast(HealthSampler, _load(target)(database, config))
