@@ -211,3 +211,25 @@ def test_retention_keeps_a_week_then_one_per_day(tmp_path: Path) -> None:
         assert removed == 2 * (before - len(kept))
         assert catalog.prune_health_samples(now) == 0  # idempotent
         assert [t for t, _ in catalog.size_history("a")] == [s.taken_at for s in kept]
+
+
+def test_health_sample_json_from_the_cli(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(yaml.safe_dump(_inventory(tmp_path, None)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dbfleet", "--config", str(inventory), "health", "--sample",
+         "--json"], capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # "last" has no file
+    samples = {s["database"]: s for s in json.loads(proc.stdout)}
+    assert sorted(samples) == ["first", "last", "middle"]  # every entry, once
+    assert samples["first"]["up"] and samples["first"]["size_bytes"] > 0
+    assert samples["first"]["extra"]["page_count"] >= 1
+    assert not samples["last"]["up"] and "does not exist" in samples["last"]["error"]
+    assert datetime.fromisoformat(samples["middle"]["taken_at"]).tzinfo is not None
