@@ -302,8 +302,9 @@ class CommandGroup(Protocol):
 
 
 # The capabilities the next issues add; declared here so that every engine
-# package implements the same contract. No engine has them yet
-# (``Capabilities`` says so, and commands say "unsupported for ENGINE").
+# package implements the same contract. Every engine has a HealthSampler
+# (``<engine>/health.py``, docs/health.md); none has Migrations or Subjects
+# yet (``Capabilities`` says so, and commands say "unsupported for ENGINE").
 
 
 class Migrations(Protocol):
