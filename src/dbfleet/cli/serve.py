@@ -18,6 +18,7 @@ from dbfleet.config import Inventory, RepositoryConfig, config_path
 from dbfleet.errors import EXIT_FAILED, UsageError
 from dbfleet.freshness import check_freshness
 from dbfleet.notify import Notifier, build_channels, check_channels
+from dbfleet.observe.health import health_monitor
 from dbfleet.schedule.config import Scheduling, format_span
 from dbfleet.schedule.core import Job, build_jobs, next_runs
 from dbfleet.schedule.inventory import load
@@ -180,10 +181,19 @@ def serve(
             jobs=planned,
         )
         service.install_signal_handlers()
-        if once:
-            service.run_once()
-        else:
-            service.run_forever()
+        health = health_monitor(inventory, scheduling, path, channels)  # None without health:
+        try:
+            if once:
+                if health is not None:
+                    health.run_round()
+                service.run_once()
+            else:
+                if health is not None:
+                    health.start()
+                service.run_forever()
+        finally:
+            if health is not None:
+                health.close()
         failed = service.failed_runs
     if once and failed:
         raise typer.Exit(EXIT_FAILED)
