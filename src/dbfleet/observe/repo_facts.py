@@ -97,7 +97,7 @@ class RepositoryFacts:
             }
         except (DbfleetError, OSError) as exc:
             state.ok, state.error = False, one_line(str(exc))
-            log.warning("metrics: repository %s: %s", name, state.error)
+            log.warning("metrics: repository %s not read: %s", name, state.error)
             return
         state.ok, state.error = True, None
         state.size_bytes, state.objects, state.windows = size, objects, windows
