@@ -89,43 +89,49 @@ def _facts(out: CatalogFacts, kind: str, target: str) -> KindFacts:
 
 
 def _read(db: sqlite3.Connection, out: CatalogFacts) -> None:
-    fail = ",".join(f"'{s}'" for s in FAILURES)
+    """One scan of ``runs`` grouped by (kind, target, status); the newest
+    successful backups' and drills' details are then fetched by id."""
+    newest_attempt: dict[tuple[str, str], tuple[int, str]] = {}
+    newest_ok: list[int] = []
     rows = db.execute(
-        "SELECT kind, target, "
-        "max(CASE WHEN status = 'ok' THEN finished_at END), "
-        f"max(CASE WHEN status IN ({fail}) THEN finished_at END), "
-        f"max(CASE WHEN status = 'ok' OR status IN ({fail}) THEN finished_at END), "
-        "sum(status = 'ok'), "
-        f"sum(status IN ({fail})), "
-        "sum(status = 'skipped'), "
-        "sum(status IN ('queued', 'running')) "
-        "FROM runs GROUP BY kind, target"
+        "SELECT kind, target, status, max(finished_at), max(id), count(*) FROM runs "
+        "GROUP BY kind, target, status"
     )
-    for kind, target, ok_at, fail_at, attempt_at, oks, fails, skips, active in rows:
+    for kind, target, status, finished, last_id, count in rows:
         f = _facts(out, kind, target)
-        f.last_success, f.last_failure, f.last_attempt = _ts(ok_at), _ts(fail_at), _ts(attempt_at)
-        f.runs = {"success": int(oks or 0), "failure": int(fails or 0), "skipped": int(skips or 0)}
-        f.running = int(active or 0)
-    newest_attempt = db.execute(
-        "SELECT kind, target, status FROM runs WHERE id IN (SELECT max(id) FROM runs "
-        f"WHERE status = 'ok' OR status IN ({fail}) GROUP BY kind, target)"
-    )
-    for kind, target, status in newest_attempt:
-        _facts(out, kind, target).last_ok = status == "ok"
-    newest_ok = db.execute(
-        "SELECT kind, target, duration_seconds, details FROM runs WHERE id IN "
-        "(SELECT max(id) FROM runs WHERE status = 'ok' AND kind IN ('backup', 'drill') "
-        "GROUP BY kind, target)"
-    )
-    for kind, target, duration, details in newest_ok:
-        f = _facts(out, kind, target)
-        f.last_success_duration = duration
-        f.last_success_details = json.loads(details) if details else None
+        when = _ts(finished)
+        if status == "ok":
+            f.last_success = when
+            f.runs["success"] = f.runs.get("success", 0) + count
+            if kind in ("backup", "drill"):
+                newest_ok.append(last_id)
+        elif status in FAILURES:
+            f.last_failure = max(filter(None, (f.last_failure, when)), default=None)
+            f.runs["failure"] = f.runs.get("failure", 0) + count
+        elif status == "skipped":
+            f.runs["skipped"] = f.runs.get("skipped", 0) + count
+        else:  # queued, running
+            f.running += count
+            out.jobs[status] = out.jobs.get(status, 0) + count
+        if status == "ok" or status in FAILURES:
+            f.last_attempt = max(filter(None, (f.last_attempt, when)), default=None)
+            known = newest_attempt.get((kind, target))
+            if known is None or last_id > known[0]:
+                newest_attempt[(kind, target)] = (last_id, status)
+    for key, (_, status) in newest_attempt.items():
+        out.facts[key].last_ok = status == "ok"
+    for start in range(0, len(newest_ok), 500):
+        ids = newest_ok[start : start + 500]
+        found = db.execute(
+            "SELECT kind, target, duration_seconds, details FROM runs "
+            f"WHERE id IN ({','.join('?' * len(ids))})",
+            ids,
+        )
+        for kind, target, duration, details in found:
+            f = _facts(out, kind, target)
+            f.last_success_duration = duration
+            f.last_success_details = json.loads(details) if details else None
     _drill_rto(db, out)
-    for status, count in db.execute(
-        "SELECT status, count(*) FROM runs WHERE status IN ('queued', 'running') GROUP BY status"
-    ):
-        out.jobs[status] = int(count)
     tick = db.execute("SELECT value FROM meta WHERE key = 'last_tick'").fetchone()
     out.last_tick = _ts(tick[0]) if tick else None
 
