@@ -194,3 +194,21 @@ def test_cli_backup_of_postgresql_is_recorded(
     assert job["snapshot"] == result["snapshot"]
     assert job["details"]["results"][0]["stored_size"] == result["stored_size"] > 0
     assert job["bytes"] == result["added_bytes"] > 0
+
+
+def test_serve_records_one_row_per_run_with_actor_schedule(estate: Estate) -> None:
+    """serve's job process runs the operation itself (not the CLI), so a
+    scheduled backup is one row, by ``schedule``; a CLI backup next to it is
+    the user's."""
+    document = yaml.safe_load(estate.config.read_text())
+    document["schedule"] = {"backup": "0 2 * * *"}
+    document["databases"] = {"notes": document["databases"]["notes"]}
+    estate.config.write_text(yaml.safe_dump(document, sort_keys=False))
+    estate.run("serve", "--once", "--now", "2024-01-01T02:00:05+00:00")
+    estate.run("backup", "notes")
+    scheduled, manual = estate.jobs()
+    assert (scheduled["job"], scheduled["status"]) == ("backup:notes", "ok")
+    assert (scheduled["trigger"], scheduled["actor"]) == ("schedule", "schedule")
+    assert scheduled["scheduled_at"].startswith("2024-01-01T02:00:00")
+    assert scheduled["details"]["results"][0]["stored_size"] > 0
+    assert (manual["trigger"], manual["actor"]) == ("manual", ACTOR)
