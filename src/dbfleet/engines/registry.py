@@ -21,6 +21,7 @@ from dbfleet.engines.base import (
     Engine,
     HealthSampler,
     PointInTime,
+    RecoveryLog,
 )
 from dbfleet.engines.names import ENGINES, POOLER_ENGINES
 from dbfleet.errors import UsageError
@@ -38,6 +39,7 @@ __all__ = [
     "health_sampler",
     "known_engines",
     "point_in_time",
+    "recovery_log",
     "register_commands",
     "require_database",
 ]
@@ -55,6 +57,7 @@ class Entry:
     health_sampler: str | None = None
     """A class taking ``(database name, DatabaseConfig)`` that is a
     :class:`~dbfleet.engines.base.HealthSampler`."""
+    recovery_log: str | None = None
 
 
 _PG = "dbfleet.engines.postgresql"
@@ -70,12 +73,14 @@ ENTRIES: dict[str, Entry] = {
         change_archive=f"{_PG}.wal_check:WAL_ARCHIVE",
         commands=f"{_PG}.cli:register",
         health_sampler=f"{_PG}.health:PostgreSQLHealthSampler",
+        recovery_log=f"{_PG}.recovery:WAL_COVERAGE",
     ),
     "mysql": Entry(
         f"{_MY}:MySQLEngine",
         point_in_time=f"{_MY}.cli:POINT_IN_TIME",
         chained_snapshots=f"{_MY}.pitr:BINLOG_CHAIN",
         commands=f"{_MY}.cli:register",
+        recovery_log=f"{_MY}.recovery:BINLOG_COVERAGE",
         health_sampler=f"{_MY}.health:MySQLHealthSampler",
     ),
     "redis": Entry(
@@ -188,6 +193,13 @@ def health_sampler(database: str, config: DatabaseConfig) -> HealthSampler:
     if target is None:
         raise UsageError(f"health sampling is unsupported for {config.engine}")
     return cast(HealthSampler, _load(target)(database, config))
+
+
+def recovery_log(engine: str) -> RecoveryLog | None:
+    """The engine's change log reach (``None``: its recovery point is its
+    newest snapshot)."""
+    target = _entry(engine).recovery_log
+    return cast(RecoveryLog, _load(target)) if target else None
 
 
 def register_commands(app: typer.Typer) -> None:

@@ -366,8 +366,15 @@ def drill_job(repos: Repositories, target: str) -> dict[str, Any]:
 # -- catalog and alerts ------------------------------------------------------
 
 
-def record(catalog: Catalog, target: str, results: list[DrillResult], started_at: datetime) -> Run:
-    """Record the drills of one target as one manual ``drill:<target>`` run."""
+def record(
+    catalog: Catalog,
+    target: str,
+    results: list[DrillResult],
+    started_at: datetime,
+    actor: str | None = None,
+) -> Run:
+    """Record the drills of one target as one manual ``drill:<target>`` run
+    started by ``actor`` (``cli:<user>``, ``api:<token>``)."""
     summary = summarize(results)
     run_id = catalog.record_run(
         job=f"{KIND}:{target}",
@@ -383,6 +390,7 @@ def record(catalog: Catalog, target: str, results: list[DrillResult], started_at
         snapshot=summary["snapshot"],
         error=summary["error"],
         details=summary["details"],
+        actor=actor,
     )
     for r in results:
         r.run_id = run_id
