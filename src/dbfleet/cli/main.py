@@ -80,6 +80,7 @@ def _register() -> None:
         repo,
         retention,
         serve,
+        token,
     )
 
     backup.register(app)
@@ -91,6 +92,7 @@ def _register() -> None:
     demo.register(app)
     app.add_typer(repo.app, name="repo")
     app.add_typer(config_cmd.app, name="config")
+    app.add_typer(token.app, name="token")
 
 
 _register()
