@@ -81,11 +81,13 @@ def _register() -> None:
         retention,
         serve,
         token,
+        web,
     )
 
     backup.register(app)
     copy.register(app)
     serve.register(app)
+    web.register(app)
     drill.register(app)
     register_commands(app)  # each engine's own commands (wal-push, binlog-ship, ...)
     retention.register(app)

@@ -25,15 +25,16 @@ DEFAULT_LISTEN = "127.0.0.1:8470"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:8470"`` -> ``("127.0.0.1", 8470)``; ``"[::1]:80"`` and
-    ``":8470"`` (all interfaces) too. ``ValueError`` with the reason otherwise."""
+    """``"127.0.0.1:8470"`` -> ``("127.0.0.1", 8470)``; ``"[::1]:80"``,
+    ``":8470"`` (all interfaces) and port 0 (any free port) too.
+    ``ValueError`` with the reason otherwise."""
     value = text.strip()
     host, sep, port_text = value.rpartition(":")
     if not sep or not port_text.isdigit():
         raise ValueError(f"listen address {text!r}: use HOST:PORT, e.g. {DEFAULT_LISTEN}")
     port = int(port_text)
-    if not 0 < port < 65536:
-        raise ValueError(f"listen address {text!r}: port must be 1-65535")
+    if port > 65535:
+        raise ValueError(f"listen address {text!r}: port must be 0-65535 (0: any free port)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         ipaddress.IPv6Address(host)  # ValueError names the problem
