@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dbfleet.catalog import Catalog
 from dbfleet.web.config import HttpConfig
+from dbfleet.web.snapshots import SnapshotCache
 from dbfleet.web.tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ class WebState:
     submit: Submit | None = None
     scheduler: SchedulerProbe | None = None
     clock: Callable[[], datetime] = system_clock
+    snapshots: SnapshotCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.snapshots = SnapshotCache(self.inventory)
 
     @contextmanager
     def catalog(self) -> Iterator[Catalog]:
