@@ -1,0 +1,73 @@
+"""What the HTTP app knows about the process it runs in: :class:`WebState`.
+
+``dbfleet serve --http`` passes its inventory, its catalog path, a
+``submit`` that hands on-demand jobs to its loop and a probe of that loop;
+``dbfleet web`` passes ``submit=None`` and ``scheduler=None`` (it runs no
+jobs: POST routes answer 503 there). Engineer B's health monitor, when it
+runs, is ``health`` (anything with ``latest() -> {name: HealthSample}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from dbfleet.catalog import Catalog
+from dbfleet.web.config import HttpConfig
+from dbfleet.web.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from dbfleet.config import Inventory
+    from dbfleet.engines.base import HealthSample
+    from dbfleet.schedule.config import Scheduling
+
+Submit = Callable[[str, str, str], int]
+"""``submit(kind, database, actor) -> run id``: queue an on-demand job
+(``kind`` is ``backup`` or ``drill``; ``actor`` is ``api:<token name>``)
+and return its catalog run id once the run is recorded. Raises
+:class:`dbfleet.errors.DbfleetError` when the job cannot be queued."""
+
+
+class HealthSource(Protocol):
+    def latest(self) -> dict[str, HealthSample]: ...
+
+
+class SchedulerProbe(Protocol):
+    """The serve loop, as /readyz sees it."""
+
+    tick: float
+    """Seconds between passes when idle."""
+    stopping: bool
+
+    def seconds_since_pass(self) -> float | None:
+        """Seconds since the loop last finished a pass (``None``: not yet)."""
+        ...
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WebState:
+    inventory: Inventory
+    scheduling: Scheduling
+    catalog_path: Path
+    tokens: TokenStore
+    http: HttpConfig
+    health: HealthSource | None = None
+    submit: Submit | None = None
+    scheduler: SchedulerProbe | None = None
+    clock: Callable[[], datetime] = system_clock
+
+    @contextmanager
+    def catalog(self) -> Iterator[Catalog]:
+        """A catalog connection of the calling thread, for one request.
+        :class:`Catalog` objects are never shared between threads; SQLite's WAL
+        mode lets these readers run next to serve's writer."""
+        with Catalog(self.catalog_path, create=False) as catalog:
+            yield catalog
