@@ -21,7 +21,16 @@ from dbfleet.errors import DbfleetError, UsageError
 from dbfleet.schedule.config import DATABASE_JOB_KINDS, JOB_KINDS
 from dbfleet.schedule.ondemand import JobBusy
 from dbfleet.web.auth import require, web_state
-from dbfleet.web.models import DatabaseSummary, Drill, Job, JobAccepted, Problem, Snapshot
+from dbfleet.web.models import (
+    ComplianceRow,
+    DatabaseDetail,
+    DatabaseSummary,
+    DrillEvidence,
+    Job,
+    JobAccepted,
+    Problem,
+    Snapshot,
+)
 from dbfleet.web.state import WebState
 from dbfleet.web.tokens import Token
 
@@ -65,10 +74,6 @@ def known(state: WebState, name: str) -> str:
 
 def job_model(run: Run) -> Job:
     return Job.model_validate(run.as_dict())
-
-
-def drill_model(run: Run) -> Drill:
-    return Drill.model_validate({k: v for k, v in run.as_dict().items() if k in Drill.model_fields})
 
 
 def snapshot_model(repository: str, snap: Any) -> Snapshot:
@@ -136,17 +141,45 @@ def job(state: State, _token: Viewer, run_id: int) -> Job:
     return job_model(run)
 
 
-@router.get("/drills", response_model=list[Drill], responses=AUTH_RESPONSES)
+@router.get("/drills", response_model=list[DrillEvidence], responses=AUTH_RESPONSES)
 def drills(
     state: State,
     _token: Viewer,
     database: Annotated[str | None, Query(description="only this database's drills")] = None,
     limit: Limit = 50,
-) -> list[Drill]:
-    """Drill runs with their evidence (restored where, fingerprint, RTO), newest first."""
-    with state.catalog() as catalog:
-        runs = catalog.runs(database=database, kind="drill", limit=limit)
-    return [drill_model(r) for r in runs]
+) -> list[DrillEvidence]:
+    """Drills with their evidence (what was restored where, fingerprint
+    result, restore time against the RTO), newest first."""
+    return state.estate.drills(database)[:limit]
+
+
+@router.get("/compliance", response_model=list[ComplianceRow], responses=AUTH_RESPONSES)
+def compliance(state: State, _token: Viewer) -> list[ComplianceRow]:
+    """Every database's RPO/RTO compliance, worst first: the newest recovery
+    point's age against the RPO, the last drill's measured RTO against the
+    RTO, drill age, archiving lag, health, the share of the last 30 days
+    within the RPO."""
+    return state.estate.compliance()
+
+
+@router.get(
+    "/databases/{name}", response_model=DatabaseDetail, responses=AUTH_RESPONSES | NOT_FOUND
+)
+def database(state: State, _token: Viewer, name: DatabaseName) -> DatabaseDetail:
+    """One database: settings (no secrets), compliance, newest snapshots,
+    drills, last jobs, health sample."""
+    known(state, name)
+    detail = state.estate.database(name)
+    return DatabaseDetail(
+        database=summary(state, name),
+        compliance=detail.row,
+        snapshots=detail.snapshots,
+        snapshots_error=detail.snapshots_error,
+        drills=detail.drills,
+        jobs=[job_model(r) for r in detail.jobs],
+        health=detail.health,
+        forecast=detail.forecast,
+    )
 
 
 def _start(state: WebState, kind: str, name: str, token: Token) -> JSONResponse:

@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dbfleet.catalog import Catalog
+from dbfleet.observe.estate import Estate
+from dbfleet.operations.common import Repositories
 from dbfleet.web.config import HttpConfig
 from dbfleet.web.snapshots import SnapshotCache
 from dbfleet.web.tokens import TokenStore
@@ -68,6 +71,21 @@ class WebState:
 
     def __post_init__(self) -> None:
         self.snapshots = SnapshotCache(self.inventory)
+
+    @cached_property
+    def estate(self) -> Estate:
+        """The estate read model (compliance, database detail, drill
+        evidence) shared by the API and the pages: one per process, so its
+        snapshot caches serve every request."""
+        health = self.health
+        return Estate(
+            self.inventory,
+            self.scheduling,
+            self.catalog_path,
+            Repositories(self.inventory),
+            clock=self.clock,
+            health=health.latest if health is not None else None,
+        )
 
     @contextmanager
     def catalog(self) -> Iterator[Catalog]:
