@@ -9,6 +9,7 @@ runs, is ``health`` (anything with ``latest() -> {name: HealthSample}``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dbfleet.catalog import Catalog
+from dbfleet.freshness import Freshness, SnapshotIndex, check_freshness
 from dbfleet.observe.estate import Estate
 from dbfleet.operations.common import Repositories
 from dbfleet.web.config import HttpConfig
@@ -71,6 +73,23 @@ class WebState:
 
     def __post_init__(self) -> None:
         self.snapshots = SnapshotCache(self.inventory)
+        self._freshness_lock = threading.Lock()
+        self._freshness_index = SnapshotIndex()
+        self._freshness_repos = Repositories(self.inventory)
+
+    def freshness(self, name: str) -> Freshness:
+        """``dbfleet freshness`` of one inventory database now (its
+        repository and copies). One at a time: the snapshot index it keeps
+        between calls is not thread-safe."""
+        with self._freshness_lock:
+            return check_freshness(
+                self.inventory,
+                self.scheduling,
+                self._freshness_repos,
+                now=self.clock(),
+                databases=[name],
+                index=self._freshness_index,
+            )[0]
 
     @cached_property
     def estate(self) -> Estate:
