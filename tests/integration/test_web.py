@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
 from dbfleet.operations.demo import create_sample_database
@@ -264,6 +265,20 @@ def test_tokens_roles_on_demand_backups_health_and_no_secret_leaks(
     head = httpx.head(f"{stack.base}/health/backups/stale", timeout=30)
     assert head.status_code == 503 and head.content == b""
     assert stack.request("GET", "/health/backups/no-such").status_code == 404
+
+    # /metrics: an explicit route (no 307 to /metrics/), viewer token required
+    assert stack.request("GET", "/metrics").status_code == 401
+    scrape = stack.request("GET", "/metrics", stack.viewer)
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, s.labels.get("database")): s.value
+        for family in text_string_to_metric_families(scrape.text)
+        for s in family.samples
+    }
+    for database in ("notes", "pg-app", "cache"):
+        assert (
+            samples[("dbfleet_backup_last_success_timestamp_seconds", database)] > time.time() - 600
+        )
 
     # SIGTERM: serve and its HTTP server stop cleanly
     assert stack.stop() == 0
