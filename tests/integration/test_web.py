@@ -65,6 +65,7 @@ class Served:
             },
             "databases": databases,
             "http": {"listen": f"127.0.0.1:{self.port}"},
+            "health": {"interval": "2s", "timeout": "2s"},
         }
         self.config.write_text(yaml.safe_dump(document, sort_keys=False))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DBFLEET_")}
@@ -198,6 +199,7 @@ def test_tokens_roles_on_demand_backups_health_and_no_secret_leaks(
         {
             "pg-app": {"engine": "postgresql", "url": pg.url, "password_env": pg.password_env},
             "cache": {"engine": "redis", "url": rd.url, "password_env": rd.password_env},
+            "gone": {"engine": "redis", "url": f"redis://127.0.0.1:{free_port()}/0"},
         }
     )
     stack.run("backup", "stale")  # a snapshot that is older than its 1 s RPO once served
@@ -215,7 +217,7 @@ def test_tokens_roles_on_demand_backups_health_and_no_secret_leaks(
     assert r.status_code == 404, r.text
 
     names = [n["name"] for n in stack.request("GET", "/api/v1/databases", stack.viewer).json()]
-    assert names == ["notes", "stale", "pg-app", "cache"]
+    assert names == ["notes", "stale", "pg-app", "cache", "gone"]
 
     ready = stack.request("GET", "/readyz")
     assert ready.status_code == 200, ready.text
@@ -265,6 +267,22 @@ def test_tokens_roles_on_demand_backups_health_and_no_secret_leaks(
     head = httpx.head(f"{stack.base}/health/backups/stale", timeout=30)
     assert head.status_code == 503 and head.content == b""
     assert stack.request("GET", "/health/backups/no-such").status_code == 404
+
+    # /health/database: the monitor's newest sample of each (a server that is not there fails)
+    deadline = time.monotonic() + 60
+    while True:
+        reports = {d: stack.request("GET", f"/health/database/{d}") for d in ("pg-app", "gone")}
+        checks = {d: {c["name"]: c for c in r.json()["checks"]} for d, r in reports.items()}
+        if all(c["reachable"]["observed"] != "no sample yet" for c in checks.values()):
+            break
+        assert time.monotonic() < deadline, checks
+        time.sleep(0.5)
+    assert reports["pg-app"].status_code == 200, reports["pg-app"].text
+    assert checks["pg-app"]["reachable"]["status"] == "pass"
+    assert checks["pg-app"]["connections_ratio"]["status"] in ("pass", "warn")
+    assert 0 <= checks["pg-app"]["sample_age"]["observed"] <= 6
+    assert reports["gone"].status_code == 503 and checks["gone"]["reachable"]["status"] == "fail"
+    assert reports["gone"].headers["access-control-allow-origin"] == "*"
 
     # /metrics: an explicit route (no 307 to /metrics/), viewer token required
     assert stack.request("GET", "/metrics").status_code == 401
