@@ -243,13 +243,21 @@ def test_tokens_roles_on_demand_backups_health_and_no_secret_leaks(
         api_snaps = stack.request("GET", f"/api/v1/snapshots?database={database}", stack.viewer)
         assert api_snaps.json()[0]["id"] == job["snapshot"]
 
+    # the same job while it is queued or running: 409, nothing recorded for the second
+    first = stack.request("POST", "/api/v1/databases/notes/backup", stack.operator)
+    second = stack.request("POST", "/api/v1/databases/notes/backup", stack.operator)
+    assert first.status_code == 202 and second.status_code == 409, second.text
+    assert "backup:notes not started" in second.json()["detail"]
+    assert stack.wait_job(first.json()["run_id"])["status"] == "ok"
+
     # the catalog row itself says who started it
     with closing(sqlite3.connect(stack.catalog)) as db:
         rows = db.execute(
             "SELECT database, trigger, actor, status FROM runs ORDER BY id"
         ).fetchall()
     api_rows = [r for r in rows if r[1] == "api"]
-    assert api_rows == [(d, "api", "api:ops-bot", "ok") for d in ("notes", "pg-app", "cache")]
+    expected = ("notes", "pg-app", "cache", "notes")
+    assert api_rows == [(d, "api", "api:ops-bot", "ok") for d in expected]
 
     # /health/backups: fresh (just backed up, RPO 1h) and stale (older than its 1 s RPO)
     fresh = stack.request("GET", "/health/backups/notes")
