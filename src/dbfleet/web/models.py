@@ -7,6 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from dbfleet.engines.base import HealthSample
+from dbfleet.observe.estate import ComplianceRow
+from dbfleet.observe.evidence import DrillEvidence
+from dbfleet.observe.snapshots import SnapshotInfo
+
+__all__ = ["ComplianceRow", "DrillEvidence"]
+
 CheckStatus = Literal["pass", "warn", "fail"]
 
 
@@ -100,28 +107,21 @@ class DatabaseSummary(BaseModel):
     )
 
 
-class Drill(BaseModel):
-    """A drill run and its evidence (the catalog's details)."""
-
-    id: int
-    database: str | None
-    status: str
-    started_at: str | None
-    finished_at: str | None
-    duration_seconds: float | None
-    actor: str | None
-    snapshot: str | None
-    error: str | None
-    details: dict[str, Any] | None
-
-
 class DatabaseDetail(BaseModel):
+    """One database: its settings (no secrets), compliance row, newest
+    snapshots, drills with their evidence, last jobs, health sample."""
+
     database: DatabaseSummary
-    snapshots: list[Snapshot] = Field(description="the newest snapshots, newest first")
-    drills: list[Drill] = Field(description="the last drills, newest first")
+    compliance: ComplianceRow
+    snapshots: list[SnapshotInfo] = Field(description="the newest snapshots, newest first")
+    snapshots_error: str | None = Field(description="why the snapshots could not be read")
+    drills: list[DrillEvidence] = Field(description="the last drills, newest first")
     jobs: list[Job] = Field(description="the last jobs of any kind, newest first")
-    health: dict[str, Any] | None = Field(
-        description="the newest health sample (null: no health monitor in this process)"
+    health: HealthSample | None = Field(
+        description="the newest health sample (null: none taken yet)"
+    )
+    forecast: dict[str, Any] | None = Field(
+        default=None, description="size and RTO forecast, when there is enough history"
     )
 
 

@@ -9,15 +9,21 @@ runs, is ``health`` (anything with ``latest() -> {name: HealthSample}``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from dbfleet.catalog import Catalog
+from dbfleet.freshness import Freshness, SnapshotIndex, check_freshness
+from dbfleet.observe.estate import Estate
+from dbfleet.operations.common import Repositories
 from dbfleet.web.config import HttpConfig
+from dbfleet.web.snapshots import SnapshotCache
 from dbfleet.web.tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -63,6 +69,42 @@ class WebState:
     submit: Submit | None = None
     scheduler: SchedulerProbe | None = None
     clock: Callable[[], datetime] = system_clock
+    snapshots: SnapshotCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.snapshots = SnapshotCache(self.inventory)
+        self._freshness_lock = threading.Lock()
+        self._freshness_index = SnapshotIndex()
+        self._freshness_repos = Repositories(self.inventory)
+
+    def freshness(self, name: str) -> Freshness:
+        """``dbfleet freshness`` of one inventory database now (its
+        repository and copies). One at a time: the snapshot index it keeps
+        between calls is not thread-safe."""
+        with self._freshness_lock:
+            return check_freshness(
+                self.inventory,
+                self.scheduling,
+                self._freshness_repos,
+                now=self.clock(),
+                databases=[name],
+                index=self._freshness_index,
+            )[0]
+
+    @cached_property
+    def estate(self) -> Estate:
+        """The estate read model (compliance, database detail, drill
+        evidence) shared by the API and the pages: one per process, so its
+        snapshot caches serve every request."""
+        health = self.health
+        return Estate(
+            self.inventory,
+            self.scheduling,
+            self.catalog_path,
+            Repositories(self.inventory),
+            clock=self.clock,
+            health=health.latest if health is not None else None,
+        )
 
     @contextmanager
     def catalog(self) -> Iterator[Catalog]:
