@@ -21,7 +21,6 @@ same origin (:mod:`dbfleet.web.session`).
 from __future__ import annotations
 
 import dataclasses
-import threading
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -34,7 +33,6 @@ from dbfleet.engines.base import HealthSample
 from dbfleet.errors import DbfleetError, UsageError
 from dbfleet.observe.estate import COMPLIANCE_COLUMNS, Estate
 from dbfleet.observe.evidence import DRILL_COLUMNS, to_csv, to_json
-from dbfleet.operations.common import Repositories
 from dbfleet.web.auth import web_state
 from dbfleet.web.render import render
 from dbfleet.web.session import COOKIE, check_same_origin
@@ -42,7 +40,6 @@ from dbfleet.web.state import WebState
 from dbfleet.web.tokens import Token, role_rank
 
 router = APIRouter(include_in_schema=False)
-_estate_lock = threading.Lock()
 STATIC = {
     "htmx.min.js": "text/javascript",
     "dashboard.css": "text/css",
@@ -55,18 +52,8 @@ HEALTH_FIELDS = [
 
 
 def estate_of(state: WebState, request: Request) -> Estate:
-    """The app's one :class:`Estate` (its caches live as long as the app)."""
-    with _estate_lock:
-        found = getattr(request.app.state, "estate", None)
-        if found is None:
-            health = state.health.latest if state.health is not None else None
-            found = Estate(
-                state.inventory, state.scheduling, state.catalog_path,
-                Repositories(state.inventory), clock=state.clock, health=health,
-            )  # fmt: skip
-            request.app.state.estate = found
-        assert isinstance(found, Estate)
-        return found
+    """The process's one :class:`Estate` (``WebState.estate``, shared with the API)."""
+    return state.estate
 
 
 def viewer(request: Request) -> Token:
