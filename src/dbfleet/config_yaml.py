@@ -94,8 +94,7 @@ def read_document(path: Path) -> Any:
         return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except DuplicateKeyError as exc:
         raise ConfigError(
-            f"{path}: key {exc.key!r} at line {exc.line} is already given at line "
-            f"{exc.first_line}",
+            f"{path}: key {exc.key!r} at line {exc.line} is already given at line {exc.first_line}",
             hint="each key once per mapping: the second would silently replace the first",
         ) from None
     except yaml.YAMLError as exc:

@@ -14,9 +14,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 selectors (``notes:latest``), file names and job names, so no ``:``, ``/``,
 spaces or control characters."""
 
-NAME_RULE = (
-    "names are 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
-)
+NAME_RULE = "names are 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def has_url_password(text: str) -> bool:

@@ -231,3 +231,49 @@ def test_binlogs_no_dump_needs() -> None:
     assert obsolete_binlogs(everything, "srv") == [binlogs[0]]  # b.000005: after a gap, later
     assert obsolete_binlogs([*binlogs, other], "srv") == []
     assert oldest_dump_file(everything, "srv") == "b.000002"
+
+
+def test_recovery_window_reaches_the_captured_binlogs(
+    server: BinlogServer, repos: Repositories
+) -> None:
+    """The newest restorable moment is the latest event of the binlogs
+    captured after the dump, later than the dump itself; the window starts
+    at the dump's end."""
+    from dbfleet.observe.recovery import recovery_window
+
+    dbname = binlog_dbname(repos)
+    dump = backup_database(repos, "shop")
+    time.sleep(1.1)  # binlog times have one-second resolution
+    server.execute("INSERT INTO orders VALUES (40, 't4', 4)", dbname)
+    written = datetime.now(UTC).replace(microsecond=0)
+    capture_binlogs(repos, "shop", flush=True)
+    repo = repos.for_database("shop")
+    window = recovery_window(repos.inventory, "shop", repo)
+    snaps = [s for s in repo.list_snapshots() if s.database == "shop"]
+    dumps = sorted((s for s in snaps if not is_binlog(s)), key=lambda s: s.finished)
+    assert window.log is not None and window.log.stream == "binlog"
+    assert window.newest_snapshot == dumps[-1].finished
+    assert dumps[-1].id == dump.snapshot
+    assert window.window_start == dumps[0].finished
+    assert window.newest_point is not None
+    assert written <= window.newest_point <= datetime.now(UTC)
+    assert window.newest_point > dumps[-1].finished
+    newest_capture = max(s.finished for s in snaps if is_binlog(s))
+    assert window.log.last_archived == newest_capture
+
+
+def test_binlog_coverage_stops_at_a_hole() -> None:
+    """Files 2 and 3 follow the dump; 5 comes after a hole and does not count."""
+    from dbfleet.engines.registry import recovery_log
+
+    binlogs = [_binlog("b.000001", 0, 100), _binlog("b.000002", 100, 50),
+               _binlog("b.000003", 200, 300), _binlog("b.000005", 400, 500)]  # fmt: skip
+    dump = _snap("srv/app", 150, consistency_point={"binlog_file": "b.000002", "server_id": 1})
+    coverage = recovery_log("mysql")
+    assert coverage is not None
+    found = coverage.coverage(None, "srv", [*binlogs, dump])  # type: ignore[arg-type]
+    assert found is not None
+    assert found.newest_point == datetime.fromtimestamp(300, UTC)
+    assert (found.pieces, found.stream) == (2, "binlog")
+    assert found.last_archived == datetime.fromtimestamp(500, UTC)
+    assert coverage.coverage(None, "srv", binlogs) is None  # type: ignore[arg-type]

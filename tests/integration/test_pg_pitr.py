@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +391,41 @@ def test_target_before_every_base_backup_is_refused(history: Cluster) -> None:
             pg_base.base_backups(history.repo, DB),
             pg_restore.RecoveryTarget("time", datetime(2000, 1, 1).astimezone().isoformat()),
         )
+
+
+def test_recovery_window_reaches_the_newest_archived_segment(history: Cluster) -> None:
+    """Newest restorable moment: the newest archived segment after the newest
+    base backup, later than the base backup; a hole in the archive ends the
+    run where recovery would stop. (Runs last: it deletes a segment.)"""
+    from dbfleet.observe.recovery import recovery_window
+
+    time.sleep(1.1)
+    before = datetime.now(UTC)
+    _insert(history, "t4")
+    newest_file = history.switch_and_wait()
+    after = datetime.now(UTC)
+    window = recovery_window(history.inventory, DB, history.repo)
+    bases = sorted(pg_base.base_backups(history.repo, DB), key=lambda s: s.finished)
+    assert window.log is not None and window.log.stream == "wal"
+    assert window.newest_snapshot == bases[-1].finished
+    assert window.window_start == bases[0].finished
+    assert window.newest_point is not None
+    assert before.timestamp() - 1 <= window.newest_point.timestamp() <= after.timestamp() + 1
+    assert window.newest_point > bases[-1].finished
+
+    # a hole: the segment before the newest is gone; the run ends before it
+    segments = [o for o in pg_wal.list_wal(history.repo, DB) if o.file[8:] != newest_file[8:]]
+    segments = [o for o in segments if len(o.file) == 24 and o.file < newest_file]
+    gone = segments[-1]
+    history.repo.storage.delete(gone.name)
+    kept = {o.name: o for o in history.repo.storage.list(pg_wal.database_prefix(DB))}
+    start = pg_base.start_wal_file(bases[-1])
+    before_hole = [
+        kept[o.name].modified for o in pg_wal.list_wal(history.repo, DB)
+        if o.name in kept and start <= o.file[:24] < gone.file
+    ]  # fmt: skip
+    cut = recovery_window(history.inventory, DB, history.repo)
+    assert cut.newest_point is not None and cut.log is not None
+    expected = max([bases[-1].finished.timestamp(), *(m or 0.0 for m in before_hole)])
+    assert cut.newest_point.timestamp() == pytest.approx(expected)
+    assert cut.newest_point < window.newest_point

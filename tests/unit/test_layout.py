@@ -71,7 +71,7 @@ def imports(path: Path, *, top_level_only: bool) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("layer", ["operations", "cli", "schedule"])
+@pytest.mark.parametrize("layer", ["operations", "cli", "schedule", "observe"])
 def test_layers_reach_engines_only_through_the_registry(layer: str) -> None:
     offending = []
     for name, path in MODULES.items():

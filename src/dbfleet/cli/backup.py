@@ -9,6 +9,7 @@ import typer
 
 from dbfleet import output
 from dbfleet.cli.context import state
+from dbfleet.cli.recording import Recorder, fill_backup
 from dbfleet.engines.base import PointInTimeRequest
 from dbfleet.engines.registry import engine_for, point_in_time
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
@@ -55,8 +56,14 @@ def backup(
         raise UsageError("--tag must not be empty")
     for name in names:
         inventory.database(name)
+    recorder = Recorder(st, "backup")
+    results = []
     with output.backup_progress(output.interactive(json_output)) as progress_for:
-        results = backup_many(st.repos(), names, tags=tag, progress_for=progress_for)
+        for name in names:
+            with recorder.run(name, name) as run:
+                mine = backup_many(st.repos(), [name], tags=tag, progress_for=progress_for)
+                results += mine
+                fill_backup(run, mine)
     if json_output:
         output.emit_json([r.as_dict() for r in results])
     else:
@@ -224,13 +231,18 @@ def restore(
             include_globals=include_globals, datadir=to_datadir, start=start, port=port,
             accept_gap=accept_wal_gap,
         )  # fmt: skip
-        recovered = pitr.restore_to_point(st.inventory(), st.repos(), request)
+        with Recorder(st, "restore").run(name, name) as run:
+            recovered = pitr.restore_to_point(st.inventory(), st.repos(), request)
+            run.details = {"point_in_time": recovered.as_dict()}
         if json_output:
             output.emit_json(recovered.as_dict())
         else:
             pitr.render(recovered)
         return
-    with output.byte_progress(output.interactive(json_output), "restore", None) as advance:
+    with (
+        Recorder(st, "restore").run(snapshot.partition(":")[0]) as run,
+        output.byte_progress(output.interactive(json_output), "restore", None) as advance,
+    ):
         result = restore_snapshot(
             st.repos(),
             snapshot,
@@ -243,6 +255,9 @@ def restore(
             on_bytes=advance,
             on_total=advance.total,
         )
+        run.target = run.database = result.database
+        run.bytes, run.snapshot = result.bytes, result.snapshot
+        run.details = {"into": result.target, "tables": result.tables}
     if json_output:
         output.emit_json(result.as_dict())
     else:
@@ -272,10 +287,20 @@ def verify(
     snapshots are loaded into a throw-away local redis-server.
     """
     st = state(ctx)
-    with output.byte_progress(output.interactive(json_output), "verify", None) as advance:
+    with (
+        Recorder(st, "verify").run(snapshot.partition(":")[0]) as run,
+        output.byte_progress(output.interactive(json_output), "verify", None) as advance,
+    ):
         result = verify_snapshot(
             st.repos(), snapshot, keep=keep, on_bytes=advance, on_total=advance.total
         )
+        run.target = run.database = result.database
+        run.snapshot, run.ok = result.snapshot, result.ok
+        run.details = {"verified": [result.as_dict()]}
+        if not result.ok:
+            run.error = "restored data differs from the backup: " + "; ".join(
+                result.differences[:3]
+            )
     if json_output:
         output.emit_json(result.as_dict())
     elif result.ok:

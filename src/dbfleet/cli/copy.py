@@ -8,6 +8,7 @@ import typer
 
 from dbfleet import output
 from dbfleet.cli.context import state
+from dbfleet.cli.recording import Recorder
 from dbfleet.operations.copy import copy_snapshots, copy_wal_archives
 
 
@@ -33,21 +34,35 @@ def copy(
     chunks the destination already has are not uploaded, and snapshots copied
     before are skipped. PostgreSQL WAL archives of the databases copied go
     along (files the destination lacks), so PITR works from the copy too."""
-    repos = state(ctx).repos()
-    results = copy_snapshots(
-        repos,
-        source=source,
-        destination=destination,
-        selectors=snapshots or None,
-        databases=database,
-    )
-    # named snapshots take their databases' WAL along; otherwise the filter's
-    wal_databases = sorted({r.database for r in results}) if snapshots else database
-    wal = (
-        copy_wal_archives(repos, source=source, destination=destination, databases=wal_databases)
-        if wal_databases != []
-        else []
-    )
+    st = state(ctx)
+    repos = st.repos()
+    single = database[0] if database and len(database) == 1 else None
+    with Recorder(st, "copy").run(single or f"{source}->{destination}", single) as run:
+        results = copy_snapshots(
+            repos,
+            source=source,
+            destination=destination,
+            selectors=snapshots or None,
+            databases=database,
+        )
+        # named snapshots take their databases' WAL along; otherwise the filter's
+        wal_databases = sorted({r.database for r in results}) if snapshots else database
+        wal = (
+            copy_wal_archives(
+                repos, source=source, destination=destination, databases=wal_databases
+            )
+            if wal_databases != []
+            else []
+        )
+        run.bytes = sum(r.added_bytes for r in results) + sum(w.added_bytes for w in wal)
+        run.details = {
+            "source": source,
+            "destination": destination,
+            "databases": sorted({r.database for r in results}),
+            "copied": sum(1 for r in results if r.copied),
+            "already_there": sum(1 for r in results if not r.copied),
+            "wal_files_copied": sum(w.copied_files for w in wal),
+        }
     if json_output:
         output.emit_json([r.as_dict() for r in results] + [w.as_dict() for w in wal])
         return

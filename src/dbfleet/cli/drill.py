@@ -12,6 +12,7 @@ import typer
 from dbfleet import output
 from dbfleet.catalog import Catalog, Run
 from dbfleet.cli.context import resolve_catalog, state
+from dbfleet.cli.recording import cli_actor
 from dbfleet.config import Inventory, config_path
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.notify import Channel, build_channels, check_channels
@@ -136,7 +137,8 @@ def drill(
                 Repositories(inventory), names, snapshot=snapshot, on_bytes=advance
             )
         for target, results in drilled.items():
-            run = record(cat, target, results, datetime.fromisoformat(results[0].started_at))
+            started = datetime.fromisoformat(results[0].started_at)
+            run = record(cat, target, results, started, actor=cli_actor())
             alert(cat, channels, run, now=datetime.now(UTC), repeat=scheduling.serve.alert_repeat)
     everything = [r for results in drilled.values() for r in results]
     if json_output:

@@ -77,6 +77,7 @@ def _register() -> None:
         copy,
         demo,
         drill,
+        metrics_cmd,
         repo,
         retention,
         serve,
@@ -89,6 +90,7 @@ def _register() -> None:
     serve.register(app)
     web.register(app)
     drill.register(app)
+    metrics_cmd.register(app)
     register_commands(app)  # each engine's own commands (wal-push, binlog-ship, ...)
     retention.register(app)
     demo.register(app)

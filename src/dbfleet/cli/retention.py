@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from dbfleet import output
-from dbfleet.cli.context import state
+from dbfleet.cli.context import State, state
+from dbfleet.cli.recording import Outcome, Recorder
 from dbfleet.config import Inventory, RetentionPolicy
 from dbfleet.errors import UsageError
 from dbfleet.operations.common import Repositories, matches_database
@@ -75,9 +78,12 @@ def forget_cmd(
         raise UsageError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
     names = repository_names(st.inventory(), repository)
     _check_forget_names(st.inventory(), st.repos(), names, databases or [])
-    groups = forget(
-        st.repos(), repositories=names, databases=databases, override=override, dry_run=dry_run
-    )
+    single = databases[0] if databases and len(databases) == 1 else None
+    with _recorded(st, "forget", single or repository or "all", single, dry_run) as run:
+        groups = forget(
+            st.repos(), repositories=names, databases=databases, override=override, dry_run=dry_run
+        )
+        run.details = {"groups": [_group_summary(g) for g in groups]}
     if json_output:
         output.emit_json([g.as_dict() for g in groups])
     else:
@@ -100,12 +106,43 @@ def forget_cmd(
                 output.stdout.print(f"  {d.snapshot.short_id}  {when}  {why}")
     if then_prune and not dry_run:
         for name in names:
-            stats = prune_repository(st.repos(), name, on_progress=None)
+            with _recorded(st, "prune", name, None, False) as run:
+                stats = prune_repository(st.repos(), name, on_progress=None)
+                _fill_prune(run, stats)
             if not json_output:
                 output.stdout.print(
                     f"{name}: pruned {stats.packs_deleted + stats.packs_repacked} packs, "
                     f"freed {output.human_bytes(stats.bytes_deleted - stats.bytes_written)}"
                 )
+
+
+@contextmanager
+def _recorded(
+    st: State, kind: str, target: str, database: str | None, dry_run: bool
+) -> Iterator[Outcome]:
+    """Record the run in the job catalog, unless it is a dry run (which
+    changes nothing, so it is no operation to account for)."""
+    if dry_run:
+        yield Outcome(target, database)
+        return
+    with Recorder(st, kind).run(target, database) as run:
+        yield run
+
+
+def _group_summary(g: Any) -> dict[str, Any]:
+    """One forget group as serve's worker records it."""
+    return {
+        "repository": g.repository,
+        "database": g.database,
+        "policy": g.policy,
+        "kept": sum(1 for d in g.decisions if d.keep),
+        "removed": [d.snapshot.id for d in g.decisions if not d.keep],
+    }
+
+
+def _fill_prune(run: Outcome, stats: Any) -> None:
+    run.bytes = max(stats.bytes_deleted - stats.bytes_written, 0)
+    run.details = stats.as_dict()
 
 
 def _check_forget_names(
@@ -146,7 +183,9 @@ def prune_cmd(
     results = []
     for name in repository_names(st.inventory(), repository):
         say = (lambda m: None) if json_output else (lambda m: output.stderr.print(m))
-        stats = prune_repository(st.repos(), name, dry_run=dry_run, on_progress=say)
+        with _recorded(st, "prune", name, None, dry_run) as run:
+            stats = prune_repository(st.repos(), name, dry_run=dry_run, on_progress=say)
+            _fill_prune(run, stats)
         results.append({"repository": name, **stats.as_dict()})
         if not json_output:
             verb = "would free" if dry_run else "freed"

@@ -293,6 +293,36 @@ class ChainedSnapshots(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class LogCoverage:
+    """How far an engine's change log carries a database past its snapshots."""
+
+    stream: str
+    """``wal``, ``binlog``, ..."""
+    newest_point: datetime
+    """The newest moment restorable from a snapshot plus the log after it
+    without a hole (UTC)."""
+    last_archived: datetime | None
+    """When the newest piece of the log reached the repository."""
+    pieces: int
+    """Log pieces (segments, binlog files) in that unbroken run."""
+
+
+class RecoveryLog(Protocol):
+    """The reach of an engine's change log (PostgreSQL WAL, MySQL binlogs),
+    for the recovery point metrics (``dbfleet.observe.recovery``)."""
+
+    stream: str
+
+    def coverage(
+        self, repo: Repository, database: str, snapshots: list[Snapshot]
+    ) -> LogCoverage | None:
+        """``database``'s log coverage given its ``snapshots`` in ``repo``
+        (``None``: no log, or none usable after a snapshot). Reads the
+        repository's listings only, never object data."""
+        ...
+
+
 class CommandGroup(Protocol):
     """Engine-specific commands (``wal-push``, ``binlog-ship``, ...)."""
 

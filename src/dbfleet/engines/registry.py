@@ -20,6 +20,7 @@ from dbfleet.engines.base import (
     CommandGroup,
     Engine,
     PointInTime,
+    RecoveryLog,
 )
 from dbfleet.engines.names import ENGINES
 from dbfleet.errors import UsageError
@@ -36,6 +37,7 @@ __all__ = [
     "engine_for",
     "known_engines",
     "point_in_time",
+    "recovery_log",
     "register_commands",
 ]
 
@@ -49,6 +51,7 @@ class Entry:
     change_archive: str | None = None
     chained_snapshots: str | None = None
     commands: str | None = None
+    recovery_log: str | None = None
 
 
 _PG = "dbfleet.engines.postgresql"
@@ -60,12 +63,14 @@ ENTRIES: dict[str, Entry] = {
         point_in_time=f"{_PG}.cli:POINT_IN_TIME",
         change_archive=f"{_PG}.wal_check:WAL_ARCHIVE",
         commands=f"{_PG}.cli:register",
+        recovery_log=f"{_PG}.recovery:WAL_COVERAGE",
     ),
     "mysql": Entry(
         f"{_MY}:MySQLEngine",
         point_in_time=f"{_MY}.cli:POINT_IN_TIME",
         chained_snapshots=f"{_MY}.pitr:BINLOG_CHAIN",
         commands=f"{_MY}.cli:register",
+        recovery_log=f"{_MY}.recovery:BINLOG_COVERAGE",
     ),
     "redis": Entry("dbfleet.engines.redis:RedisEngine"),
     "clickhouse": Entry("dbfleet.engines.clickhouse:ClickHouseEngine"),
@@ -126,6 +131,13 @@ def chained_snapshot_kinds() -> dict[str, ChainedSnapshots]:
         _load(e.chained_snapshots) for e in ENTRIES.values() if e.chained_snapshots
     ]
     return {k.kind: k for k in kinds}
+
+
+def recovery_log(engine: str) -> RecoveryLog | None:
+    """The engine's change log reach (``None``: its recovery point is its
+    newest snapshot)."""
+    target = _entry(engine).recovery_log
+    return cast(RecoveryLog, _load(target)) if target else None
 
 
 def register_commands(app: typer.Typer) -> None:

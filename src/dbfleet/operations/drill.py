@@ -326,9 +326,7 @@ def exit_code(results: list[DrillResult]) -> int:
     repository could not be used (wrong passphrase, locked: as every command
     exits for those), else 1 when anything did not pass, else 0."""
     repository_errors = _repository_error_names()
-    if any(
-        r.result in INTEGRITY_RESULTS or r.error_type in repository_errors for r in results
-    ):
+    if any(r.result in INTEGRITY_RESULTS or r.error_type in repository_errors for r in results):
         return EXIT_INTEGRITY
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
@@ -360,8 +358,15 @@ def drill_job(repos: Repositories, target: str) -> dict[str, Any]:
 # -- catalog and alerts ------------------------------------------------------
 
 
-def record(catalog: Catalog, target: str, results: list[DrillResult], started_at: datetime) -> Run:
-    """Record the drills of one target as one manual ``drill:<target>`` run."""
+def record(
+    catalog: Catalog,
+    target: str,
+    results: list[DrillResult],
+    started_at: datetime,
+    actor: str | None = None,
+) -> Run:
+    """Record the drills of one target as one manual ``drill:<target>`` run
+    started by ``actor`` (``cli:<user>``, ``api:<token>``)."""
     summary = summarize(results)
     run_id = catalog.record_run(
         job=f"{KIND}:{target}",
@@ -377,6 +382,7 @@ def record(catalog: Catalog, target: str, results: list[DrillResult], started_at
         snapshot=summary["snapshot"],
         error=summary["error"],
         details=summary["details"],
+        actor=actor,
     )
     for r in results:
         r.run_id = run_id

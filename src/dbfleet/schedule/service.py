@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dbfleet.serve")
 
 Clock = Callable[[], datetime]
+SCHEDULE_ACTOR = "schedule"
+"""The actor of every run serve records (its fire times, retries and skips)."""
+
 TICK_SAVE_EVERY = timedelta(seconds=10)
 
 
@@ -222,6 +225,7 @@ class Service:
             database=job.database,
             trigger=due.trigger,
             scheduled_at=due.scheduled_at,
+            actor=SCHEDULE_ACTOR,
         )
         extra = f" (stands for {due.coalesced} more fire time(s))" if due.coalesced else ""
         log.info("%s due (%s, scheduled %s)%s", job.key, due.trigger, _t(due.scheduled_at), extra)
@@ -239,6 +243,7 @@ class Service:
             started_at=self.clock(),
             status="skipped",
             error=skipped.reason,
+            actor=SCHEDULE_ACTOR,
         )
 
     def _save_tick(self, now: datetime, force: bool = False) -> None:
@@ -388,6 +393,7 @@ class Service:
                 trigger="retry",
                 scheduled_at=item.scheduled_at,
                 attempt=retry.attempt,
+                actor=SCHEDULE_ACTOR,
             )
             log.info("%s: attempt %d in %s", job.key, retry.attempt, format_span(delay))
         if outcome.status == "ok":

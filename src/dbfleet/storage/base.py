@@ -10,7 +10,7 @@ suite in ``tests/conformance/test_storage.py`` checks every contract below.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
@@ -18,6 +18,10 @@ from typing import Protocol, runtime_checkable
 class ObjectInfo:
     name: str
     size: int
+    modified: float | None = field(default=None, compare=False)
+    """When the object was last written (Unix time), where ``list`` learns it
+    for free (file mtime, S3 ``LastModified``); ``None`` otherwise. Not part
+    of equality: it is a fact about the copy, not the content."""
 
 
 @runtime_checkable

@@ -107,10 +107,10 @@ class LocalStorage:
             if not name.startswith(prefix):
                 continue
             try:
-                size = os.stat(path).st_size
+                info = os.stat(path)
             except FileNotFoundError:
                 continue
-            yield ObjectInfo(name, size)
+            yield ObjectInfo(name, info.st_size, info.st_mtime)
 
     def delete(self, name: str) -> None:
         try:

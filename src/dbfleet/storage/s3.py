@@ -439,7 +439,9 @@ class S3Storage:
                 key = obj["Key"]
                 if key.endswith("/"):  # a "folder" marker made by a console: no object
                     continue
-                yield ObjectInfo(key[cut:], int(obj["Size"]))
+                modified = obj.get("LastModified")
+                when = modified.timestamp() if modified is not None else None
+                yield ObjectInfo(key[cut:], int(obj["Size"]), when)
 
     def delete(self, name: str) -> None:
         key = self._key(name)

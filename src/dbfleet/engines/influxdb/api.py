@@ -287,14 +287,10 @@ def fingerprint(client: Client, database: str) -> dict[str, Any]:
         # the default policy only, whose types then stood for every policy
         # (a restore of another policy's measurement alone never matched).
         types: dict[str, list[list[Any]]] = {}
-        for series in client.query(
-            f"SHOW FIELD KEYS ON {ident(database)} FROM {ident(rp)}./.*/"
-        ):
+        for series in client.query(f"SHOW FIELD KEYS ON {ident(database)} FROM {ident(rp)}./.*/"):
             types[series["name"]] = sorted(series.get("values") or [])
         for name in sorted(types):
-            statement = (
-                f"SELECT * FROM {ident(rp)}.{ident(name)} WHERE {ALL_TIME} GROUP BY *"
-            )
+            statement = f"SELECT * FROM {ident(rp)}.{ident(name)} WHERE {ALL_TIME} GROUP BY *"
             measurement = _MeasurementPrint()
             for series in client.query_chunks(statement, database, exact=True):
                 measurement.add_series(series)
