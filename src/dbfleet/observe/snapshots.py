@@ -26,7 +26,7 @@ from dbfleet.engines.base import HealthSample
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from dbfleet.repo import Repository
+    from dbfleet.repo import Repository, Snapshot
 
 
 class RepositorySource(Protocol):
@@ -73,15 +73,24 @@ def belongs(snapshot_database: str, name: str) -> bool:
 
 
 class SnapshotTimes:
-    """``{snapshot id: SnapshotInfo}`` per repository name, read once."""
+    """``{snapshot id: (SnapshotInfo, manifest)}`` per repository name, read
+    once. The manifests are kept without their fingerprints (the largest
+    part, and nothing the pages or the recovery window need)."""
 
     def __init__(self) -> None:
-        self._known: dict[str, dict[str, SnapshotInfo]] = {}
+        self._known: dict[str, dict[str, tuple[SnapshotInfo, Snapshot]]] = {}
         self._lock = threading.Lock()
 
     def snapshots(self, name: str, repo: Repository) -> list[SnapshotInfo]:
         """Every snapshot in repository ``name``, oldest first. Raises the
         repository's :class:`~dbfleet.errors.DbfleetError` when it cannot be read."""
+        return [info for info, _manifest in self._read(name, repo)]
+
+    def manifests(self, name: str, repo: Repository) -> list[Snapshot]:
+        """The same snapshots' manifests (fingerprint removed), oldest first."""
+        return [manifest for _info, manifest in self._read(name, repo)]
+
+    def _read(self, name: str, repo: Repository) -> list[tuple[SnapshotInfo, Snapshot]]:
         ids = {n.removeprefix("snapshots/") for n in repo.list_names("snapshots/")}
         with self._lock:
             known = dict(self._known.get(name, {}))
@@ -90,7 +99,7 @@ class SnapshotTimes:
         for snapshot_id in sorted(ids - set(known)):
             s = repo.load_snapshot(snapshot_id)
             kind = s.options.get("kind")
-            known[snapshot_id] = SnapshotInfo(
+            info = SnapshotInfo(
                 id=snapshot_id,
                 database=s.database,
                 time=s.finished,
@@ -100,9 +109,10 @@ class SnapshotTimes:
                 added_bytes=s.added_bytes,
                 kind=str(kind) if kind is not None else None,
             )
+            known[snapshot_id] = (info, s.model_copy(update={"fingerprint": None}))
         with self._lock:
             self._known[name] = known
-        return sorted(known.values(), key=lambda i: (i.time, i.id))
+        return sorted(known.values(), key=lambda pair: (pair[0].time, pair[0].id))
 
 
 def sample_from_json(text: str) -> HealthSample:
