@@ -206,3 +206,17 @@ def test_a_copy_older_than_the_rpo_makes_the_row_stale(kit: Kit) -> None:
     assert row.recovery_point_age_seconds < 3600
     assert row.problems[0] == "copy older than the RPO in offsite"
     assert row.recovery_window_start == row.recovery_point  # one snapshot
+
+
+def test_share_counts_from_when_dbfleet_first_saw_the_database(kit: Kit) -> None:
+    """A database first backed up 2 hours ago (rpo 1h) and again 30 minutes
+    ago is judged on those 2 hours: 1h + 30m covered, 30m not."""
+    kit.backup("notes")
+    latest = kit.repos().for_database("notes").find_snapshot("notes:latest")
+    now = latest.finished + timedelta(minutes=30)
+    first = now - timedelta(hours=2)
+    kit.save_variant("notes", started=first, finished=first)
+    (row,) = [r for r in estate(kit, now).compliance() if r.database == "notes"]
+    assert row.within_rpo_since == first.isoformat()
+    assert row.within_rpo_30d == pytest.approx(0.75, abs=1e-6)
+    assert row.breach_seconds_30d == pytest.approx(1800, abs=0.01)

@@ -90,7 +90,7 @@ def test_compliance_worst_first_and_stale_marked(site: Site) -> None:
     rows = re.findall(r'<tr class="status-(\w+)" data-database="(\w+)">', r.text)
     assert rows == [("stale", "wiki"), ("warning", "notes")]
     wiki_row = r.text.split('data-database="wiki"')[1].split("</tr>")[0]
-    assert '<span class="state">stale</span>' in wiki_row and "never backed up" in wiki_row
+    assert '<span class="state status">stale</span>' in wiki_row and "never backed up" in wiki_row
     assert "1 stale" in r.text
 
 

@@ -20,8 +20,11 @@ carried further by an unbroken WAL/binlog archive). A ``copy_to``
 repository whose newest copy is older than the RPO makes the row stale too
 (``stale_copies``, as ``dbfleet freshness`` judges it). ``within_rpo_30d``
 is computed from every restorable snapshot's time by
-:func:`dbfleet.observe.rpo.within_rpo` -- the change log is not counted
-there, so for a database with PITR archiving it is a lower bound.
+:func:`dbfleet.observe.rpo.within_rpo` over the last 30 days, or since
+dbfleet first backed the database up (its first snapshot or backup run: a database
+added yesterday is judged on one day, ``within_rpo_since``). The change log
+is not counted there, so for a database with PITR archiving it is a lower
+bound.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from dbfleet.observe.snapshots import (
     RepositorySource,
     SnapshotInfo,
     SnapshotTimes,
+    first_runs,
     latest_samples,
 )
 from dbfleet.schedule.config import Scheduling
@@ -76,6 +80,7 @@ class ComplianceRow:
     stale_copies: list[str] = field(default_factory=list)
     repository_error: str | None = None
     within_rpo_30d: float | None = None
+    within_rpo_since: str | None = None
     breach_seconds_30d: float | None = None
     snapshots_30d: int = 0
     rto_seconds: float | None = None
@@ -189,6 +194,7 @@ def compliance_rows(
             inventory, scheduling, repositories, now=now, databases=names, index=index
         )
     }
+    first = first_runs(catalog.path) if catalog is not None else {}
     drills: dict[str, Any] = {}
     for status in drill_status(inventory, catalog, names):
         # A server entry has one status per drilled member: the worst speaks for it.
@@ -204,7 +210,7 @@ def compliance_rows(
         row = ComplianceRow(database=name, engine=db.engine, repository=db.repository)
         row.rpo_seconds = rpo.total_seconds() if rpo else None
         row.rto_seconds = rto.total_seconds() if rto else None
-        recovery_into(row, inventory, repositories, times, item, rpo, now)
+        recovery_into(row, inventory, repositories, times, item, rpo, now, first.get(name))
         drill = drills.get(name)
         if drill is not None:
             row.drill_result, row.last_drill = drill.result, drill.last_drill

@@ -40,6 +40,7 @@ def recovery_into(
     item: Freshness,
     rpo: timedelta | None,
     now: datetime,
+    first_seen: datetime | None = None,
 ) -> None:
     """The recovery point (:func:`dbfleet.observe.recovery.recovery_window`:
     the newest snapshot, carried further by a WAL/binlog archive without a
@@ -73,7 +74,16 @@ def recovery_into(
     else:
         row.rpo_state = "fresh"
     row.snapshots_30d = sum(1 for t in series if now - WINDOW <= t <= now)
-    if rpo is not None:
-        share = within_rpo(series, rpo, now)
-        row.within_rpo_30d = round(share.ratio, 6)
-        row.breach_seconds_30d = round(share.breach_seconds, 3)
+    if rpo is None:
+        return
+    # The window starts when dbfleet began looking after the database (its
+    # first snapshot or first recorded backup run, whichever is older), so a database
+    # added yesterday is not charged 29 days it was not in the inventory.
+    known = [t for t in (series[0] if series else None, first_seen) if t is not None]
+    span = min(WINDOW, now - min(known)) if known else WINDOW
+    if span <= timedelta(0):
+        return
+    share = within_rpo(series, rpo, now, span)
+    row.within_rpo_since = (now - span).isoformat()
+    row.within_rpo_30d = round(share.ratio, 6)
+    row.breach_seconds_30d = round(share.breach_seconds, 3)

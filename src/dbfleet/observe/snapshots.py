@@ -148,3 +148,18 @@ def latest_samples(catalog_path: Path) -> dict[str, HealthSample]:
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("skipping unreadable health sample of %s: %s", database, exc)
     return out
+
+
+def first_runs(catalog_path: Path) -> dict[str, datetime]:
+    """The start of the oldest backup run per target (``{}`` without a
+    catalog): since when dbfleet has been backing up each database, even if
+    every attempt failed. One query for the whole estate."""
+    if not catalog_path.exists():
+        return {}
+    uri = f"file:{catalog_path}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        rows = db.execute(
+            "SELECT target, min(coalesce(started_at, scheduled_at)) FROM runs "
+            "WHERE kind = 'backup' GROUP BY target"
+        ).fetchall()
+    return {str(t): datetime.fromisoformat(str(when)) for t, when in rows if when}
