@@ -201,3 +201,13 @@ def test_logout_clears_the_cookie(site: Site) -> None:
     site.login(site.viewer)
     r = site.client.post("/logout", headers={"Origin": ORIGIN})
     assert r.status_code == 303 and f'{COOKIE}=""' in r.headers["set-cookie"]
+
+
+def test_docs_list_every_export_column() -> None:
+    from dbfleet.observe.estate import COMPLIANCE_COLUMNS
+    from dbfleet.observe.evidence import DRILL_COLUMNS
+
+    text = (Path(__file__).parents[2] / "docs" / "dashboard.md").read_text()
+    words = set(re.findall(r"[a-z_0-9]+", text))
+    missing = [c for c in [*COMPLIANCE_COLUMNS, *DRILL_COLUMNS] if c not in words]
+    assert missing == []
