@@ -187,6 +187,7 @@ def compliance_rows(
     """One row per inventory database (or per ``databases``), worst first."""
     names = databases if databases is not None else list(inventory.databases)
     times = times or SnapshotTimes()
+    times.new_pass()
     health = health or {}
     fresh = {
         f.database: f

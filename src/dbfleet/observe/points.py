@@ -28,8 +28,9 @@ def snapshots_of(
     repo_name = inventory.database(name).repository
     if repo_name is None:
         return []
-    every = times.snapshots(repo_name, repositories.get(repo_name))
-    return [s for s in every if belongs(s.database, name)]
+    entry = inventory.split_member(name)[0]
+    found = times.snapshots(repo_name, repositories.get(repo_name), entry)
+    return found if entry == name else [s for s in found if belongs(s.database, name)]
 
 
 def recovery_into(
@@ -53,7 +54,10 @@ def recovery_into(
         return
     try:
         repo = repositories.get(row.repository)
-        manifests = times.manifests(row.repository, repo)
+        # the entry's own snapshots (its members', its WAL/binlog pieces):
+        # what recovery_window filters the listing down to anyway
+        entry = inventory.split_member(row.database)[0]
+        manifests = times.manifests(row.repository, repo, entry)
         window = recovery_window(inventory, row.database, repo, manifests)
         chained = set(chained_snapshot_kinds())
         series = [s.time for s in snapshots_of(inventory, repositories, times, row.database)

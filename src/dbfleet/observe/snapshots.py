@@ -72,25 +72,52 @@ def belongs(snapshot_database: str, name: str) -> bool:
     return snapshot_database == name or snapshot_database.startswith(f"{name}/")
 
 
+Entry = tuple[SnapshotInfo, "Snapshot"]
+
+
 class SnapshotTimes:
     """``{snapshot id: (SnapshotInfo, manifest)}`` per repository name, read
     once. The manifests are kept without their fingerprints (the largest
-    part, and nothing the pages or the recovery window need)."""
+    part, and nothing the pages or the recovery window need).
+
+    A repository is listed at most once per *pass* (:meth:`new_pass`, called
+    at the start of each page or API request): every database of the estate
+    then reuses that listing, already sorted and grouped by inventory entry.
+    """
 
     def __init__(self) -> None:
-        self._known: dict[str, dict[str, tuple[SnapshotInfo, Snapshot]]] = {}
+        self._known: dict[str, dict[str, Entry]] = {}
+        self._pass: dict[str, dict[str, list[Entry]]] = {}
         self._lock = threading.Lock()
 
-    def snapshots(self, name: str, repo: Repository) -> list[SnapshotInfo]:
-        """Every snapshot in repository ``name``, oldest first. Raises the
-        repository's :class:`~dbfleet.errors.DbfleetError` when it cannot be read."""
-        return [info for info, _manifest in self._read(name, repo)]
+    def new_pass(self) -> None:
+        """Forget this pass's listings: the next read lists the repository again."""
+        with self._lock:
+            self._pass = {}
 
-    def manifests(self, name: str, repo: Repository) -> list[Snapshot]:
+    def snapshots(
+        self, name: str, repo: Repository, entry: str | None = None
+    ) -> list[SnapshotInfo]:
+        """Every snapshot in repository ``name`` (of inventory entry ``entry``
+        and its members when given), oldest first. Raises the repository's
+        :class:`~dbfleet.errors.DbfleetError` when it cannot be read."""
+        return [info for info, _manifest in self._read(name, repo, entry)]
+
+    def manifests(self, name: str, repo: Repository, entry: str | None = None) -> list[Snapshot]:
         """The same snapshots' manifests (fingerprint removed), oldest first."""
-        return [manifest for _info, manifest in self._read(name, repo)]
+        return [manifest for _info, manifest in self._read(name, repo, entry)]
 
-    def _read(self, name: str, repo: Repository) -> list[tuple[SnapshotInfo, Snapshot]]:
+    def _read(self, name: str, repo: Repository, entry: str | None) -> list[Entry]:
+        with self._lock:
+            grouped = self._pass.get(name)
+        if grouped is None:
+            grouped = self._list(name, repo)
+            with self._lock:
+                self._pass[name] = grouped
+        return grouped.get("" if entry is None else entry, [])
+
+    def _list(self, name: str, repo: Repository) -> dict[str, list[Entry]]:
+        """``{"": all, entry: that entry's}``, each oldest first."""
         ids = {n.removeprefix("snapshots/") for n in repo.list_names("snapshots/")}
         with self._lock:
             known = dict(self._known.get(name, {}))
@@ -112,7 +139,11 @@ class SnapshotTimes:
             known[snapshot_id] = (info, s.model_copy(update={"fingerprint": None}))
         with self._lock:
             self._known[name] = known
-        return sorted(known.values(), key=lambda pair: (pair[0].time, pair[0].id))
+        everything = sorted(known.values(), key=lambda pair: (pair[0].time, pair[0].id))
+        grouped: dict[str, list[Entry]] = {"": everything}
+        for pair in everything:
+            grouped.setdefault(pair[0].database.split("/", 1)[0], []).append(pair)
+        return grouped
 
 
 def sample_from_json(text: str) -> HealthSample:
