@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from test_drill import Estate as Kit
 
 from dbfleet.catalog import Catalog
@@ -23,6 +24,7 @@ from dbfleet.errors import UsageError
 from dbfleet.observe.estate import COMPLIANCE_COLUMNS, Estate
 from dbfleet.observe.evidence import DRILL_COLUMNS, to_csv, to_json
 from dbfleet.operations.drill import drill_targets, record
+from dbfleet.operations.repository import init_repository
 from dbfleet.schedule.inventory import load
 
 
@@ -183,3 +185,38 @@ def test_no_catalog_yet(kit: Kit) -> None:
     view = estate(kit)
     assert {r.database for r in view.compliance()} == set(load_inventory(kit.config).databases)
     assert view.jobs() == [] and view.drills() == []
+
+
+def test_a_copy_older_than_the_rpo_makes_the_row_stale(kit: Kit) -> None:
+    """notes gains an off-site copy_to after its backup: the copy is missing."""
+    kit.backup("notes")
+    document = yaml.safe_load(kit.config.read_text())
+    document["repositories"]["offsite"] = {
+        "url": f"file://{kit.root / 'offsite'}",
+        "passphrase_env": "DBFLEET_TEST_DRILL_PW",
+    }
+    for name in ("notes", "wiki"):
+        document["databases"][name]["repository"] = "local"
+    document["databases"]["notes"]["copy_to"] = ["offsite"]
+    kit.config.write_text(yaml.safe_dump(document, sort_keys=False))
+    init_repository(load_inventory(kit.config), "offsite", kdf={"n": 2**10, "r": 8, "p": 1})
+    (row,) = [r for r in estate(kit).compliance() if r.database == "notes"]
+    assert row.rpo_state == "stale" and row.stale_copies == ["offsite"]
+    assert row.recovery_point is not None and row.recovery_point_age_seconds is not None
+    assert row.recovery_point_age_seconds < 3600
+    assert row.problems[0] == "copy older than the RPO in offsite"
+    assert row.recovery_window_start == row.recovery_point  # one snapshot
+
+
+def test_share_counts_from_when_dbfleet_first_saw_the_database(kit: Kit) -> None:
+    """A database first backed up 2 hours ago (rpo 1h) and again 30 minutes
+    ago is judged on those 2 hours: 1h + 30m covered, 30m not."""
+    kit.backup("notes")
+    latest = kit.repos().for_database("notes").find_snapshot("notes:latest")
+    now = latest.finished + timedelta(minutes=30)
+    first = now - timedelta(hours=2)
+    kit.save_variant("notes", started=first, finished=first)
+    (row,) = [r for r in estate(kit, now).compliance() if r.database == "notes"]
+    assert row.within_rpo_since == first.isoformat()
+    assert row.within_rpo_30d == pytest.approx(0.75, abs=1e-6)
+    assert row.breach_seconds_30d == pytest.approx(1800, abs=0.01)

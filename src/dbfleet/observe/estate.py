@@ -14,9 +14,17 @@ Compliance ``status`` of a row, worst first (the sort order of the page):
 ``ok``       everything above is fine (also with no RPO set: ``rpo_state``
              says ``no-rpo`` and nothing is judged).
 
-The recovery point is the newest snapshot's end (as ``dbfleet freshness``
-judges it, copies included); ``within_rpo_30d`` is computed from every
-snapshot's time by :func:`dbfleet.observe.rpo.within_rpo`.
+The recovery point is the newest restorable moment
+(:func:`dbfleet.observe.recovery.recovery_window`: the newest snapshot,
+carried further by an unbroken WAL/binlog archive). A ``copy_to``
+repository whose newest copy is older than the RPO makes the row stale too
+(``stale_copies``, as ``dbfleet freshness`` judges it). ``within_rpo_30d``
+is computed from every restorable snapshot's time by
+:func:`dbfleet.observe.rpo.within_rpo` over the last 30 days, or since
+dbfleet first backed the database up (its first snapshot or backup run: a database
+added yesterday is judged on one day, ``within_rpo_since``). The change log
+is not counted there, so for a database with PITR archiving it is a lower
+bound.
 """
 
 from __future__ import annotations
@@ -35,12 +43,12 @@ from dbfleet.engines.base import HealthSample
 from dbfleet.errors import DbfleetError
 from dbfleet.freshness import SnapshotIndex, check_freshness
 from dbfleet.observe.evidence import DrillEvidence, drill_evidence
-from dbfleet.observe.rpo import WINDOW, within_rpo
+from dbfleet.observe.points import recovery_into, snapshots_of
 from dbfleet.observe.snapshots import (
     RepositorySource,
     SnapshotInfo,
     SnapshotTimes,
-    belongs,
+    first_runs,
     latest_samples,
 )
 from dbfleet.schedule.config import Scheduling
@@ -67,7 +75,12 @@ class ComplianceRow:
     rpo_state: str = "error"
     recovery_point: str | None = None
     recovery_point_age_seconds: float | None = None
+    recovery_window_start: str | None = None
+    recovery_log: str | None = None
+    stale_copies: list[str] = field(default_factory=list)
+    repository_error: str | None = None
     within_rpo_30d: float | None = None
+    within_rpo_since: str | None = None
     breach_seconds_30d: float | None = None
     snapshots_30d: int = 0
     rto_seconds: float | None = None
@@ -90,9 +103,9 @@ class ComplianceRow:
         return asdict(self)
 
 
-COMPLIANCE_COLUMNS = [f for f in ComplianceRow.__dataclass_fields__ if f != "problems"] + [
-    "problems"
-]
+COMPLIANCE_COLUMNS = [
+    f for f in ComplianceRow.__dataclass_fields__ if f not in ("problems", "stale_copies")
+] + ["stale_copies", "problems"]
 
 
 def _age(now: datetime, text: str | None) -> float | None:
@@ -121,8 +134,16 @@ def _judge(row: ComplianceRow) -> None:
         if STATUS_ORDER.index(status) < STATUS_ORDER.index(worst):
             worst = status
 
-    if row.rpo_state == "stale":
-        flag("stale", "never backed up" if row.recovery_point is None else "RPO exceeded")
+    if row.rpo_state == "stale" and row.recovery_point is None:
+        flag("stale", "never backed up")
+    elif (
+        row.rpo_state == "stale"
+        and row.stale_copies
+        and (row.rpo_seconds is None or (row.recovery_point_age_seconds or 0) <= row.rpo_seconds)
+    ):
+        flag("stale", "copy older than the RPO in " + ", ".join(row.stale_copies))
+    elif row.rpo_state == "stale":
+        flag("stale", "RPO exceeded")
     elif row.rpo_state == "error":
         flag("error", "repository unreadable")
     if row.drill_result == "never":
@@ -151,18 +172,6 @@ def _sort_key(row: ComplianceRow) -> tuple[Any, ...]:
     )
 
 
-def snapshots_of(
-    inventory: Inventory, repositories: RepositorySource, times: SnapshotTimes, name: str
-) -> list[SnapshotInfo]:
-    """``name``'s snapshots (a server entry's: its members'), oldest first.
-    Raises :class:`DbfleetError` when its repository cannot be read."""
-    repo_name = inventory.database(name).repository
-    if repo_name is None:
-        return []
-    every = times.snapshots(repo_name, repositories.get(repo_name))
-    return [s for s in every if belongs(s.database, name)]
-
-
 def compliance_rows(
     inventory: Inventory,
     scheduling: Scheduling,
@@ -178,6 +187,7 @@ def compliance_rows(
     """One row per inventory database (or per ``databases``), worst first."""
     names = databases if databases is not None else list(inventory.databases)
     times = times or SnapshotTimes()
+    times.new_pass()
     health = health or {}
     fresh = {
         f.database: f
@@ -185,6 +195,7 @@ def compliance_rows(
             inventory, scheduling, repositories, now=now, databases=names, index=index
         )
     }
+    first = first_runs(catalog.path) if catalog is not None else {}
     drills: dict[str, Any] = {}
     for status in drill_status(inventory, catalog, names):
         # A server entry has one status per drilled member: the worst speaks for it.
@@ -200,24 +211,7 @@ def compliance_rows(
         row = ComplianceRow(database=name, engine=db.engine, repository=db.repository)
         row.rpo_seconds = rpo.total_seconds() if rpo else None
         row.rto_seconds = rto.total_seconds() if rto else None
-        row.rpo_state = item.state
-        if item.latest_time is not None:
-            row.recovery_point = item.latest_time.isoformat()
-            row.recovery_point_age_seconds = item.age_seconds
-        if item.state != "error":
-            try:
-                series = [
-                    s.time for s in snapshots_of(inventory, repositories, times, name)
-                    if s.kind != "binlog"
-                ]  # fmt: skip
-            except DbfleetError:
-                series = None
-            if series is not None:
-                row.snapshots_30d = sum(1 for t in series if now - WINDOW <= t <= now)
-                if rpo is not None:
-                    share = within_rpo(series, rpo, now)
-                    row.within_rpo_30d = round(share.ratio, 6)
-                    row.breach_seconds_30d = round(share.breach_seconds, 3)
+        recovery_into(row, inventory, repositories, times, item, rpo, now, first.get(name))
         drill = drills.get(name)
         if drill is not None:
             row.drill_result, row.last_drill = drill.result, drill.last_drill

@@ -26,7 +26,7 @@ from dbfleet.engines.base import HealthSample
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from dbfleet.repo import Repository
+    from dbfleet.repo import Repository, Snapshot
 
 
 class RepositorySource(Protocol):
@@ -72,16 +72,52 @@ def belongs(snapshot_database: str, name: str) -> bool:
     return snapshot_database == name or snapshot_database.startswith(f"{name}/")
 
 
+Entry = tuple[SnapshotInfo, "Snapshot"]
+
+
 class SnapshotTimes:
-    """``{snapshot id: SnapshotInfo}`` per repository name, read once."""
+    """``{snapshot id: (SnapshotInfo, manifest)}`` per repository name, read
+    once. The manifests are kept without their fingerprints (the largest
+    part, and nothing the pages or the recovery window need).
+
+    A repository is listed at most once per *pass* (:meth:`new_pass`, called
+    at the start of each page or API request): every database of the estate
+    then reuses that listing, already sorted and grouped by inventory entry.
+    """
 
     def __init__(self) -> None:
-        self._known: dict[str, dict[str, SnapshotInfo]] = {}
+        self._known: dict[str, dict[str, Entry]] = {}
+        self._pass: dict[str, dict[str, list[Entry]]] = {}
         self._lock = threading.Lock()
 
-    def snapshots(self, name: str, repo: Repository) -> list[SnapshotInfo]:
-        """Every snapshot in repository ``name``, oldest first. Raises the
-        repository's :class:`~dbfleet.errors.DbfleetError` when it cannot be read."""
+    def new_pass(self) -> None:
+        """Forget this pass's listings: the next read lists the repository again."""
+        with self._lock:
+            self._pass = {}
+
+    def snapshots(
+        self, name: str, repo: Repository, entry: str | None = None
+    ) -> list[SnapshotInfo]:
+        """Every snapshot in repository ``name`` (of inventory entry ``entry``
+        and its members when given), oldest first. Raises the repository's
+        :class:`~dbfleet.errors.DbfleetError` when it cannot be read."""
+        return [info for info, _manifest in self._read(name, repo, entry)]
+
+    def manifests(self, name: str, repo: Repository, entry: str | None = None) -> list[Snapshot]:
+        """The same snapshots' manifests (fingerprint removed), oldest first."""
+        return [manifest for _info, manifest in self._read(name, repo, entry)]
+
+    def _read(self, name: str, repo: Repository, entry: str | None) -> list[Entry]:
+        with self._lock:
+            grouped = self._pass.get(name)
+        if grouped is None:
+            grouped = self._list(name, repo)
+            with self._lock:
+                self._pass[name] = grouped
+        return grouped.get("" if entry is None else entry, [])
+
+    def _list(self, name: str, repo: Repository) -> dict[str, list[Entry]]:
+        """``{"": all, entry: that entry's}``, each oldest first."""
         ids = {n.removeprefix("snapshots/") for n in repo.list_names("snapshots/")}
         with self._lock:
             known = dict(self._known.get(name, {}))
@@ -90,7 +126,7 @@ class SnapshotTimes:
         for snapshot_id in sorted(ids - set(known)):
             s = repo.load_snapshot(snapshot_id)
             kind = s.options.get("kind")
-            known[snapshot_id] = SnapshotInfo(
+            info = SnapshotInfo(
                 id=snapshot_id,
                 database=s.database,
                 time=s.finished,
@@ -100,9 +136,14 @@ class SnapshotTimes:
                 added_bytes=s.added_bytes,
                 kind=str(kind) if kind is not None else None,
             )
+            known[snapshot_id] = (info, s.model_copy(update={"fingerprint": None}))
         with self._lock:
             self._known[name] = known
-        return sorted(known.values(), key=lambda i: (i.time, i.id))
+        everything = sorted(known.values(), key=lambda pair: (pair[0].time, pair[0].id))
+        grouped: dict[str, list[Entry]] = {"": everything}
+        for pair in everything:
+            grouped.setdefault(pair[0].database.split("/", 1)[0], []).append(pair)
+        return grouped
 
 
 def sample_from_json(text: str) -> HealthSample:
@@ -138,3 +179,18 @@ def latest_samples(catalog_path: Path) -> dict[str, HealthSample]:
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("skipping unreadable health sample of %s: %s", database, exc)
     return out
+
+
+def first_runs(catalog_path: Path) -> dict[str, datetime]:
+    """The start of the oldest backup run per target (``{}`` without a
+    catalog): since when dbfleet has been backing up each database, even if
+    every attempt failed. One query for the whole estate."""
+    if not catalog_path.exists():
+        return {}
+    uri = f"file:{catalog_path}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        rows = db.execute(
+            "SELECT target, min(coalesce(started_at, scheduled_at)) FROM runs "
+            "WHERE kind = 'backup' GROUP BY target"
+        ).fetchall()
+    return {str(t): datetime.fromisoformat(str(when)) for t, when in rows if when}

@@ -5,6 +5,11 @@ header or an unknown token -> 401 with ``WWW-Authenticate: Bearer``; a token
 whose role ranks below the one required (viewer < operator < admin) -> 403.
 The dependency returns the :class:`~dbfleet.web.tokens.Token`, whose name
 is the actor recorded on the jobs it starts (``api:<name>``).
+
+Browsers send the token in the dashboard's log-in cookie instead
+(:mod:`dbfleet.web.session`: HttpOnly, SameSite=Strict, and an Origin check
+on every state-changing request it authenticates); the header wins when
+both are present.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dbfleet.errors import DbfleetError
+from dbfleet.web.session import cookie_credentials
 from dbfleet.web.state import WebState
 from dbfleet.web.tokens import Role, Token, role_rank
 
@@ -51,6 +57,8 @@ def require(role: Role) -> Callable[..., Token]:
     """A FastAPI dependency that admits tokens of ``role`` or a higher one."""
 
     def dependency(request: Request, credentials: Credentials) -> Token:
+        if credentials is None:
+            credentials = cookie_credentials(request)
         token = authenticate(web_state(request), credentials)
         if role_rank(token.role) < role_rank(role):
             raise HTTPException(

@@ -77,7 +77,8 @@ def sparkline(values: Sequence[float], label: str, *, width: int = 160, height: 
     ]
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     x, y = points[-1]
-    summary = escape(f"{label}: {len(values)} points, min {lo:g}, max {hi:g}, newest {values[-1]:g}")
+    newest = values[-1]
+    summary = escape(f"{label}: {len(values)} points, min {lo:g}, max {hi:g}, newest {newest:g}")
     return Markup(
         f'<svg class="spark" role="img" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" aria-label="{summary}"><title>{summary}</title>'
