@@ -366,6 +366,7 @@ def test_schemathesis_finds_no_server_error_and_web_runs_no_jobs(
                 "--report", "junit", "--report-junit-path", str(report),
             ],
             capture_output=True, text=True, timeout=600, check=False, env=stack.env,
+            cwd=stack.root,  # its example cache stays out of the source tree
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
         tested += report.read_text()
