@@ -50,6 +50,7 @@ from dbfleet.validation import (
     nested_url_passwords,
     target_name_problem,
 )
+from dbfleet.web.config import HttpConfig
 
 DEFAULT_PATH = "dbfleet.yaml"
 
@@ -293,6 +294,7 @@ class Inventory(_Strict):
     schedule: ScheduleDefaults = Field(default_factory=ScheduleDefaults)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     health: HealthConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 

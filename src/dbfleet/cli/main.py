@@ -81,11 +81,14 @@ def _register() -> None:
         repo,
         retention,
         serve,
+        token,
+        web,
     )
 
     backup.register(app)
     copy.register(app)
     serve.register(app)
+    web.register(app)
     drill.register(app)
     metrics_cmd.register(app)
     register_commands(app)  # each engine's own commands (wal-push, binlog-ship, ...)
@@ -93,6 +96,7 @@ def _register() -> None:
     demo.register(app)
     app.add_typer(repo.app, name="repo")
     app.add_typer(config_cmd.app, name="config")
+    app.add_typer(token.app, name="token")
 
 
 _register()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +12,7 @@ import typer
 from dbfleet import output
 from dbfleet.catalog import Catalog, exclusive
 from dbfleet.cli.context import resolve_catalog, state
+from dbfleet.cli.web import http_server, setup_logging
 from dbfleet.config import Inventory, RepositoryConfig, config_path
 from dbfleet.errors import EXIT_FAILED, UsageError
 from dbfleet.freshness import check_freshness
@@ -22,6 +21,7 @@ from dbfleet.observe.health import health_monitor
 from dbfleet.schedule.config import Scheduling, format_span
 from dbfleet.schedule.core import Job, build_jobs, next_runs
 from dbfleet.schedule.inventory import load
+from dbfleet.schedule.ondemand import OnDemandService
 from dbfleet.schedule.service import Service, offset_clock, system_clock
 from dbfleet.secrets import GLOBAL_PASSPHRASE_ENV, GLOBAL_PASSPHRASE_FILE_ENV, secret_from
 
@@ -98,6 +98,15 @@ def serve(
     tick: Annotated[
         float, typer.Option("--tick", hidden=True, min=0.05, help="Loop interval, seconds.")
     ] = 1.0,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            metavar="HOST:PORT",
+            help="Also serve the HTTP API here (default: http.listen; off when neither "
+            "is set). See docs/observability.md.",
+        ),
+    ] = None,
 ) -> None:
     """Run the inventory's schedules: backup, verify, drill, forget, copy per
     database (cron, in `schedule.timezone`, UTC by default), prune per
@@ -119,6 +128,11 @@ def serve(
     then SIGKILL after `serve.shutdown_grace`) or, with `serve.shutdown:
     finish`, given that grace to finish; stopped jobs are recorded as aborted
     and never leave a partial snapshot; exit 0. A second signal kills at once.
+
+    HTTP (`--http HOST:PORT` or `http.listen`): the API, health, metrics and
+    pages from a thread of this process; POST backup/drill queue jobs that
+    run like scheduled ones (trigger api, actor api:<token name>). It stops
+    with serve.
     """
     st = state(ctx)
     inventory_path = config_path(st.config).resolve()
@@ -164,13 +178,14 @@ def serve(
         raise UsageError("notifications: " + "; ".join(problems))
     _check_passphrases(inventory, scheduling, planned)
     path = resolve_catalog(catalog, inventory_path, scheduling)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    listen = http or inventory.http.listen
+    if once and http:
+        raise UsageError("--http serves HTTP next to a running serve, not with --once")
+    if once:
+        listen = None
+    setup_logging()
     with exclusive(path), Catalog(path) as cat:
-        service = Service(
+        service = (OnDemandService if listen else Service)(
             inventory=inventory,
             scheduling=scheduling,
             config_path=inventory_path,
@@ -180,9 +195,18 @@ def serve(
             tick=tick,
             jobs=planned,
         )
-        service.install_signal_handlers()
         health = health_monitor(inventory, scheduling, path, channels)  # None without health:
+        server = None
+        if listen:
+            assert isinstance(service, OnDemandService)
+            server = http_server(
+                inventory, scheduling, inventory_path, path, listen,
+                submit=service.submit, scheduler=service, health=health,
+            )  # fmt: skip
+        service.install_signal_handlers()
         try:
+            if server is not None:
+                server.start()
             if once:
                 if health is not None:
                     health.run_round()
@@ -192,6 +216,8 @@ def serve(
                     health.start()
                 service.run_forever()
         finally:
+            if server is not None:
+                server.stop()
             if health is not None:
                 health.close()
         failed = service.failed_runs

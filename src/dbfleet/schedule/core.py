@@ -41,7 +41,7 @@ from dbfleet.schedule.cron import Cron
 if TYPE_CHECKING:
     from dbfleet.config import Inventory
 
-Trigger = Literal["schedule", "catch-up", "retry", "manual"]
+Trigger = Literal["schedule", "catch-up", "retry", "manual", "api"]
 Resource = tuple[str, bool]
 """``(name, exclusive)``, e.g. ``("repository:local", False)``."""
 
