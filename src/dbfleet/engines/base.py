@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the operations layer imports engines, never the reverse at 
     import typer
 
     from dbfleet.config import Inventory
+    from dbfleet.migrate.model import Applied, Step
     from dbfleet.operations.common import Repositories
     from dbfleet.repo import Repository, Snapshot
     from dbfleet.repo.check import CheckReport
@@ -49,7 +50,7 @@ class Capabilities:
     point_in_time: bool = False
     """``restore --time`` works (:class:`PointInTime`)."""
     migrations: bool = False
-    """Schema migrations can be applied (:class:`Migrations`; none yet)."""
+    """``dbfleet migrate`` works (:class:`Migrations`)."""
     health_sample: bool = False
     """A metrics sample can be taken (:class:`HealthSampler`; none yet)."""
     subjects: bool = False
@@ -307,15 +308,62 @@ class CommandGroup(Protocol):
 
 
 class Migrations(Protocol):
-    """Apply schema migrations to one location, with a history and a lease."""
+    """Apply migrations to one location, keep its history there, lease it.
 
-    def apply(self, migration: Any, *, direction: str) -> None: ...
+    Contract (every engine; :mod:`dbfleet.migrate` relies on each point):
 
-    def history(self) -> list[dict[str, Any]]: ...
+    - ``history()`` reads the ``dbfleet_migrations`` record (table,
+      collection, nodes...) in the database itself, by version; ``[]`` when
+      it does not exist yet. It never creates or changes anything.
+    - ``apply(step)`` runs ``step.statements[step.start:]`` and keeps the
+      history row of ``step.version`` in step with what is in effect: after
+      each statement that commits (or each transaction) ``statements_done``
+      and ``statement_checksums`` say how far it got; at the end ``up``
+      leaves status ``applied``, ``down`` removes the row. On
+      ``transactional_ddl`` engines statements that can run in a transaction
+      run in one, with the history write, so a failure there leaves nothing
+      behind. On failure it raises :class:`~dbfleet.migrate.model.StepFailed`
+      (after recording status ``failed`` and the failing statement index
+      where anything stayed in effect), never half silently.
+      ``trial=True`` (only when ``transactional_ddl``) runs the statements
+      that can run in a transaction inside one that is rolled back, and skips
+      the others (it returns their indexes).
+    - ``record(row)`` writes a row as is (``baseline``); ``forget(version)``
+      removes one.
+    - ``lease(holder, ttl)`` takes or renews the database's migration lease
+      without ever blocking: ``None`` when ``holder`` has it now, else the
+      current holder's name. The lease must end by itself when the holder
+      dies: a server session lock, or a record whose ``ttl`` (seconds) runs
+      out unless renewed. It must never be held by the session that runs the
+      migration (a lock waiter must not block ``CREATE INDEX CONCURRENTLY``).
+      ``release(holder)`` ends it (a no-op if not held).
+    - ``split(text)`` turns a section into statements; ``non_transactional``
+      says a statement cannot run in a transaction; ``leftovers()`` lists
+      debris of failed non-transactional statements (INVALID indexes).
+    - ``close()`` ends every session (and with it a session lease).
+    """
 
-    def lease(self, owner: str, seconds: float) -> bool:
-        """Take or renew the migration lock; it expires after ``seconds``."""
-        ...
+    transactional_ddl: bool
+
+    def split(self, text: str) -> list[str]: ...
+
+    def non_transactional(self, statement: str) -> bool: ...
+
+    def history(self) -> list[Applied]: ...
+
+    def apply(self, step: Step, *, trial: bool = False) -> list[int]: ...
+
+    def record(self, row: Applied) -> None: ...
+
+    def forget(self, version: int) -> None: ...
+
+    def lease(self, holder: str, ttl: float) -> str | None: ...
+
+    def release(self, holder: str) -> None: ...
+
+    def leftovers(self) -> list[str]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass

@@ -19,6 +19,7 @@ from dbfleet.engines.base import (
     ChangeArchive,
     CommandGroup,
     Engine,
+    Migrations,
     PointInTime,
 )
 from dbfleet.engines.names import ENGINES
@@ -35,6 +36,8 @@ __all__ = [
     "engine_class",
     "engine_for",
     "known_engines",
+    "migrations_engines",
+    "migrations_for",
     "point_in_time",
     "register_commands",
 ]
@@ -49,23 +52,30 @@ class Entry:
     change_archive: str | None = None
     chained_snapshots: str | None = None
     commands: str | None = None
+    migrations: str | None = None
+    """A class taking the location's ``DatabaseConfig``: :class:`Migrations`."""
 
 
 _PG = "dbfleet.engines.postgresql"
 _MY = "dbfleet.engines.mysql"
 ENTRIES: dict[str, Entry] = {
-    "sqlite": Entry("dbfleet.engines.sqlite:SQLiteEngine"),
+    "sqlite": Entry(
+        "dbfleet.engines.sqlite:SQLiteEngine",
+        migrations="dbfleet.engines.sqlite.migrations:SQLiteMigrations",
+    ),
     "postgresql": Entry(
         f"{_PG}:PostgreSQLEngine",
         point_in_time=f"{_PG}.cli:POINT_IN_TIME",
         change_archive=f"{_PG}.wal_check:WAL_ARCHIVE",
         commands=f"{_PG}.cli:register",
+        migrations=f"{_PG}.migrations:PostgreSQLMigrations",
     ),
     "mysql": Entry(
         f"{_MY}:MySQLEngine",
         point_in_time=f"{_MY}.cli:POINT_IN_TIME",
         chained_snapshots=f"{_MY}.pitr:BINLOG_CHAIN",
         commands=f"{_MY}.cli:register",
+        migrations=f"{_MY}.migrations:MySQLMigrations",
     ),
     "redis": Entry("dbfleet.engines.redis:RedisEngine"),
     "clickhouse": Entry("dbfleet.engines.clickhouse:ClickHouseEngine"),
@@ -112,6 +122,23 @@ def point_in_time(engine: str) -> PointInTime:
             f"(engines that have it: {', '.join(with_pitr)})"
         )
     return cast(PointInTime, _load(target))
+
+
+def migrations_engines() -> list[str]:
+    """The engines ``dbfleet migrate`` can migrate."""
+    return sorted(name for name, e in ENTRIES.items() if e.migrations)
+
+
+def migrations_for(config: DatabaseConfig) -> Migrations:
+    """The engine's migrations bound to ``config``'s location; "unsupported"
+    when the engine has none yet."""
+    target = _entry(config.engine).migrations
+    if target is None:
+        raise UsageError(
+            f"migrations are unsupported for {config.engine} "
+            f"(engines that have them: {', '.join(migrations_engines())})"
+        )
+    return cast(Migrations, _load(target)(config))
 
 
 def change_archives() -> list[ChangeArchive]:
