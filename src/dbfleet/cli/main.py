@@ -77,6 +77,7 @@ def _register() -> None:
         copy,
         demo,
         drill,
+        migrate,
         repo,
         retention,
         serve,
@@ -89,6 +90,7 @@ def _register() -> None:
     register_commands(app)  # each engine's own commands (wal-push, binlog-ship, ...)
     retention.register(app)
     demo.register(app)
+    migrate.register(app)
     app.add_typer(repo.app, name="repo")
     app.add_typer(config_cmd.app, name="config")
 

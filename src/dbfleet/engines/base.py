@@ -325,9 +325,10 @@ class Migrations(Protocol):
       behind. On failure it raises :class:`~dbfleet.migrate.model.StepFailed`
       (after recording status ``failed`` and the failing statement index
       where anything stayed in effect), never half silently.
-      ``trial=True`` (only when ``transactional_ddl``) runs the statements
-      that can run in a transaction inside one that is rolled back, and skips
-      the others (it returns their indexes).
+    - ``trial(steps)`` (only when ``transactional_ddl``) runs the steps'
+      statements that can run in a transaction inside one transaction that
+      is rolled back, skips the others and returns ``(version, index)`` of
+      each skipped; it changes nothing, history included.
     - ``record(row)`` writes a row as is (``baseline``); ``forget(version)``
       removes one.
     - ``lease(holder, ttl)`` takes or renews the database's migration lease
@@ -336,7 +337,8 @@ class Migrations(Protocol):
       dies: a server session lock, or a record whose ``ttl`` (seconds) runs
       out unless renewed. It must never be held by the session that runs the
       migration (a lock waiter must not block ``CREATE INDEX CONCURRENTLY``).
-      ``release(holder)`` ends it (a no-op if not held).
+      ``release(holder)`` ends it (a no-op if not held); ``holder()`` names
+      the current holder (``None``: free) without taking it.
     - ``split(text)`` turns a section into statements; ``non_transactional``
       says a statement cannot run in a transaction; ``leftovers()`` lists
       debris of failed non-transactional statements (INVALID indexes).
@@ -351,7 +353,9 @@ class Migrations(Protocol):
 
     def history(self) -> list[Applied]: ...
 
-    def apply(self, step: Step, *, trial: bool = False) -> list[int]: ...
+    def apply(self, step: Step) -> None: ...
+
+    def trial(self, steps: list[Step]) -> list[tuple[int, int]]: ...
 
     def record(self, row: Applied) -> None: ...
 
@@ -360,6 +364,8 @@ class Migrations(Protocol):
     def lease(self, holder: str, ttl: float) -> str | None: ...
 
     def release(self, holder: str) -> None: ...
+
+    def holder(self) -> str | None: ...
 
     def leftovers(self) -> list[str]: ...
 

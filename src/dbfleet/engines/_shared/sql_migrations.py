@@ -203,9 +203,7 @@ class SqlMigrations:
                 groups.append((index, index + 1, tx))
         return groups
 
-    def apply(self, step: Step, *, trial: bool = False) -> list[int]:
-        if trial:
-            return self._trial(step)
+    def apply(self, step: Step) -> None:
         self._ensure_table()
         began, started = time.monotonic(), datetime.now(UTC)
         checksums = step.statement_checksums
@@ -244,7 +242,6 @@ class SqlMigrations:
                 if tx:
                     self._rollback()
                 self._failed(step, first, current, one_line(str(exc)), row)
-        return []
 
     def _rollback(self) -> None:
         try:
@@ -273,26 +270,29 @@ class SqlMigrations:
             rolled_back=rolled_back and done == 0, leftovers=leftovers,
         )  # fmt: skip
 
-    def _trial(self, step: Step) -> list[int]:
+    def trial(self, steps: list[Step]) -> list[tuple[int, int]]:
         if not self.transactional_ddl:
-            raise UsageError(f"{self.config.engine} cannot run a migration in a rolled-back "
-                             "transaction (no transactional DDL)")  # fmt: skip
-        skipped: list[int] = []
+            raise UsageError(
+                f"{self.config.engine} cannot run a migration in a rolled-back "
+                "transaction (no transactional DDL)"
+            )
+        skipped: list[tuple[int, int]] = []
         self._run("BEGIN")
-        current = step.start
-        try:
-            for current in range(step.start, len(step.statements)):
-                if self.non_transactional(step.statements[current]):
-                    skipped.append(current)
-                else:
-                    self._run(step.statements[current])
-        except self._errors() as exc:
-            self._rollback()
-            raise StepFailed(
-                f"{step.database} {step.version}_{step.name} (dry run): statement "
-                f"{current + 1} failed: {one_line(str(exc))} (rolled back)",
-                database=step.database, version=step.version, statement=current, done=0,
-                rolled_back=True,
-            ) from None  # fmt: skip
+        for step in steps:
+            current = step.start
+            try:
+                for current in range(step.start, len(step.statements)):
+                    if self.non_transactional(step.statements[current]):
+                        skipped.append((step.version, current))
+                    else:
+                        self._run(step.statements[current])
+            except self._errors() as exc:
+                self._rollback()
+                raise StepFailed(
+                    f"{step.database} {step.version}_{step.name} (dry run): statement "
+                    f"{current + 1} failed: {one_line(str(exc))} (rolled back)",
+                    database=step.database, version=step.version, statement=current, done=0,
+                    rolled_back=True,
+                ) from None  # fmt: skip
         self._rollback()
         return skipped

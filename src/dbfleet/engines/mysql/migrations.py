@@ -92,7 +92,7 @@ class MySQLMigrations(SqlMigrations):
                     self._note_holder(cur, holder)
                     self._lease, conn = conn, None
                     return None
-                return self._holder(cur)
+                return self._holder(cur) or "another session"
         except pymysql.Error as exc:
             raise EngineError(f"MySQL migration lease: {one_line(str(exc.args[-1]))}") from None
         finally:
@@ -109,11 +109,17 @@ class MySQLMigrations(SqlMigrations):
             (self._lock_name, holder[:255]),
         )
 
-    def _holder(self, cur: Any) -> str:
+    def holder(self) -> str | None:
+        if self._lease is not None:
+            return None
+        with self.connection.cursor() as cur:
+            return self._holder(cur, free=None)
+
+    def _holder(self, cur: Any, free: str | None = "") -> str | None:
         cur.execute("SELECT IS_USED_LOCK(%s)", (self._lock_name,))
         row = cur.fetchone()
         if not row or row[0] is None:
-            return "another session (it just ended)"
+            return "another session (it just ended)" if free == "" else free
         connection_id = int(row[0])
         name = None
         if self._table_exists(LEASE_TABLE):

@@ -125,14 +125,19 @@ class PostgreSQLMigrations(SqlMigrations):
             if got and got[0]:
                 self._lease, conn = conn, None  # type: ignore[assignment]
                 return None
-            return self._holder(conn)
+            return self._holder(conn) or "another session"
         except psycopg.Error as exc:
             raise self._error(exc) from None
         finally:
             if conn is not None:
                 conn.close()
 
-    def _holder(self, conn: psycopg.Connection[Any]) -> str:
+    def holder(self) -> str | None:
+        if self._lease is not None:
+            return None
+        return self._holder(self.connection, free=None)
+
+    def _holder(self, conn: psycopg.Connection[Any], free: str | None = "") -> str | None:
         row = conn.execute(
             "SELECT l.pid, a.application_name FROM pg_locks l"
             " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
@@ -141,7 +146,7 @@ class PostgreSQLMigrations(SqlMigrations):
             LOCK_KEYS,
         ).fetchone()
         if row is None:
-            return "another session (it just ended)"
+            return "another session (it just ended)" if free == "" else free
         pid, application = row
         if application and str(application).startswith(APPLICATION_PREFIX):
             return f"{str(application)[len(APPLICATION_PREFIX) :]} (server pid {pid})"

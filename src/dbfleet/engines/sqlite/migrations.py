@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines._shared.sql_migrations import SqlMigrations
 from dbfleet.errors import EngineError, UsageError
-from dbfleet.migrate.model import HISTORY_TABLE, LEASE_NAME
+from dbfleet.migrate.model import HISTORY_TABLE, LEASE_NAME, Step
 
 
 class SQLiteMigrations(SqlMigrations):
@@ -39,7 +39,9 @@ class SQLiteMigrations(SqlMigrations):
 
     def _open(self) -> Any:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise EngineError(f"cannot open SQLite database {self.path}: {exc}") from None
@@ -52,6 +54,17 @@ class SQLiteMigrations(SqlMigrations):
         if not self.path.exists():
             return []  # reading must not create the file
         return super().history()
+
+    def trial(self, steps: list[Step]) -> list[tuple[int, int]]:
+        if self.path.exists():
+            return super().trial(steps)
+        # a dry run must not create the file: an empty in-memory database is the same start
+        self.close()
+        self._connection = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            return super().trial(steps)
+        finally:
+            self.close()
 
     def _table_exists(self) -> bool:
         return bool(
@@ -105,6 +118,21 @@ class SQLiteMigrations(SqlMigrations):
             raise EngineError(f"SQLite migration lease {self.lease_path}: {exc}") from None
         finally:
             conn.close()
+
+    def holder(self) -> str | None:
+        if not self.lease_path.exists():
+            return None
+        conn = self._lease_db()
+        try:
+            row = conn.execute(
+                "SELECT holder, expires FROM lease WHERE name = ?", (LEASE_NAME,)
+            ).fetchone()
+        finally:
+            conn.close()
+        now = time.time()
+        if row is None or row[1] <= now:
+            return None
+        return f"{row[0]} (lease expires in {row[1] - now:.0f}s unless renewed)"
 
     def release(self, holder: str) -> None:
         if not self.lease_path.exists():
