@@ -67,8 +67,11 @@ def test_unknown_and_self_references_are_config_errors() -> None:
 
 
 def test_checks_are_parsed_and_their_databases_checked() -> None:
-    checks = {"match": {"equal": [{"database": "a", "query": "SELECT count(*) FROM t"},
-                                  {"database": "b", "query": {"count": "t", "filter": {}}}]}}  # fmt: skip
+    equal = [
+        {"database": "a", "query": "SELECT count(*) FROM t"},
+        {"database": "b", "query": {"count": "t", "filter": {}}},
+    ]
+    checks: dict[str, Any] = {"match": {"equal": equal}}
     inv = inventory({"a": [], "b": []}, checks=checks)
     assert inv.checks["match"].equal[1].query == {"count": "t", "filter": {}}
     checks["match"]["equal"][1]["database"] = "nope"
