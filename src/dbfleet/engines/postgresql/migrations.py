@@ -61,7 +61,12 @@ class PostgreSQLMigrations(SqlMigrations):
         self._lease: psycopg.Connection[Any] | None = None
 
     def _open(self) -> Any:
-        return self.engine._open()
+        conn = self.engine._open()
+        if conn.info.server_version >= 140000:
+            # a killed dbfleet's backend stops its statement (and rolls back)
+            # within seconds instead of running on while holding its locks
+            conn.execute("SET client_connection_check_interval = '2s'")
+        return conn
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         return (psycopg.Error,)

@@ -1,0 +1,253 @@
+"""``dbfleet migrate`` on the real servers: PostgreSQL, MariaDB and SQLite.
+
+Each test builds an estate (inventory, file repository, migration files) in
+a temporary directory and runs the CLI as a process, as a user would."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from tests.integration.conftest import PG_PASSWORD_ENV, PgServer
+from tests.integration.fixtures_mysql import MYSQL_PASSWORD_ENV, MySQLServer
+from tests.integration.migrate_kit import Estate, make_estate
+
+ENGINES = ["sqlite", "postgresql", "mysql"]
+
+
+@dataclass
+class Target:
+    """One scratch database of one engine: its inventory entry and a way to look inside."""
+
+    engine: str
+    entry: dict[str, Any]
+    tables: Callable[[], set[str]]
+    columns: Callable[[str], set[str]]
+    sleep: Callable[[float], str]
+    """A statement that takes that long."""
+
+
+def _sqlite(tmp_path: Path) -> Target:
+    path = tmp_path / f"db-{secrets.token_hex(3)}.sqlite"
+    with closing(sqlite3.connect(path)) as conn:  # an existing, empty database
+        conn.execute("VACUUM")
+
+    def query(text: str) -> list[tuple[Any, ...]]:
+        if not path.exists():
+            return []
+        with closing(sqlite3.connect(path)) as conn:
+            return conn.execute(text).fetchall()
+
+    return Target(
+        "sqlite", {"engine": "sqlite", "path": str(path)},
+        tables=lambda: {r[0] for r in query("SELECT name FROM sqlite_master WHERE type='table'")},
+        columns=lambda t: {r[1] for r in query(f"PRAGMA table_info({t})")},
+        sleep=lambda s: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+        f"WHERE x < {int(s * 4_000_000)}) SELECT count(*) FROM c",
+    )  # fmt: skip
+
+
+def _pg(server: PgServer, names: Callable[[str], str]) -> Target:
+    name = names("mig")
+    with server.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def query(text: str, *args: Any) -> list[tuple[Any, ...]]:
+        with server.connect(name) as conn:
+            return conn.execute(text, args or None).fetchall()
+
+    return Target(
+        "postgresql",
+        {"engine": "postgresql", "url": server.config(name).url, "password_env": PG_PASSWORD_ENV},
+        tables=lambda: {r[0] for r in query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")},
+        columns=lambda t: {r[0] for r in query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s", t)},
+        sleep=lambda s: f"SELECT pg_sleep({s})",
+    )  # fmt: skip
+
+
+def _mysql(server: MySQLServer, names: Callable[[str], str]) -> Target:
+    name = names("mig")
+    server.execute([f"CREATE DATABASE `{name}`"])
+    return Target(
+        "mysql",
+        {"engine": "mysql", "url": server.config(name).url, "password_env": MYSQL_PASSWORD_ENV},
+        tables=lambda: {r[0] for r in server.query("SHOW TABLES", name)},
+        columns=lambda t: {r[0] for r in server.query(f"SHOW COLUMNS FROM `{t}`", name)},
+        sleep=lambda s: f"SELECT SLEEP({s})",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Target]:
+    def make(engine: str) -> Target:
+        if engine == "sqlite":
+            return _sqlite(tmp_path)
+        if engine == "postgresql":
+            return _pg(
+                request.getfixturevalue("pg_server"), request.getfixturevalue("pg_databases")
+            )
+        return _mysql(
+            request.getfixturevalue("mysql_server"), request.getfixturevalue("mysql_databases")
+        )
+
+    return make
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Iterator[Estate]:
+    yield make_estate(tmp_path / "estate")
+
+
+USERS = """-- migrate:up
+CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(100));
+INSERT INTO users VALUES (1, 'first'), (2, 'semi;colon'), (3, 'last');
+-- migrate:down
+DROP TABLE users;
+"""
+EMAIL = """-- migrate:up
+ALTER TABLE users ADD COLUMN email VARCHAR(200);
+CREATE INDEX users_email ON users (email);
+-- migrate:down
+DROP INDEX users_email${on_users};
+ALTER TABLE users DROP COLUMN email;
+"""
+
+
+def _on_users(engine: str) -> str:
+    return " ON users" if engine == "mysql" else ""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_apply_status_down_and_drift(
+    engine: str, estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target(engine)
+    estate.settings["migrations"] = {"vars": {"on_users": _on_users(engine)}}
+    estate.add("app", target.entry)
+    estate.migration("app", "0001_users.sql", USERS)
+    email = estate.migration("app", "0002_email.sql", EMAIL)
+
+    result = estate.run("up")
+    assert result.code == 0, result.stderr
+    assert {"users", "dbfleet_migrations"} <= target.tables()
+    assert "email" in target.columns("users")
+    status = estate.status("app")
+    assert status["database"] == "app" and status["engine"] == engine
+    assert status["current"] == 2 and status["pending"] == [] and status["drift"] == []
+    assert status["lock"] is None
+    first, last = status["applied"]
+    assert (first["version"], first["name"], last["version"]) == (1, "users", 2)
+    assert len(first["checksum"]) == 64 and first["duration_seconds"] >= 0
+    assert first["applied_at"].startswith("20")
+    # the pre-migration snapshot is in the repository, tagged with the plan
+    tags = [t for s in estate.snapshots() for t in s.get("tags", [])]
+    assert any(t.startswith("migrate-plan:") for t in tags), tags
+    assert [r["status"] for r in estate.catalog_runs()] == ["ok"]
+    assert estate.catalog_runs()[0]["actor"].startswith("cli:")
+
+    # validate is clean, then an edit of an applied file is drift (exit 1)
+    assert estate.run("validate").code == 0
+    email.write_text(EMAIL.replace("VARCHAR(200)", "VARCHAR(300)"))
+    result = estate.run("validate")
+    assert result.code == 1 and "(0002_email.sql) changed since it was applied" in result.stdout
+    assert estate.run("up").code == 1  # up refuses drift too
+    email.write_text(EMAIL)
+
+    # down to 1 removes the column and the history row; down to 0 the table
+    result = estate.run("down", "app", "--to", "1")
+    assert result.code == 0, result.stderr
+    assert "email" not in target.columns("users")
+    assert estate.status("app")["current"] == 1 and estate.status("app")["pending"] == [2]
+    assert estate.run("down", "app", "--to", "0").code == 0
+    assert "users" not in target.tables()
+    assert estate.status("app")["applied"] == []
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_failing_step_stops_the_plan_and_leaves_its_database_unchanged(
+    engine: str, estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    first, failing, last = (make_target(engine) for _ in range(3))
+    estate.add("first", first.entry)
+    estate.add("failing", failing.entry, after=["first"])
+    estate.add("last", last.entry, after=["failing"])
+    for name in ("first", "failing", "last"):
+        estate.migration(name, "0001_users.sql", USERS)
+    estate.migration(
+        "failing", "0002_bad.sql",
+        "-- migrate:up\nCREATE TABLE t2 (x INT);\nINSERT INTO missing_table VALUES (1);\n",
+    )  # fmt: skip
+
+    result = estate.run("up", "--json")
+    assert result.code == 1
+    report = result.json()
+    steps = {
+        (s["database"], s["version"]): s for p in report["phases"] for d in p for s in d["steps"]
+    }
+    assert steps[("first", 1)]["status"] == "applied"
+    assert steps[("failing", 1)]["status"] == "rolled-back"
+    assert steps[("failing", 2)]["status"] == "failed"
+    assert "statement 2 of 2 failed" in steps[("failing", 2)]["error"]
+    assert steps[("last", 1)]["status"] == "skipped"
+    assert "users" in first.tables()
+    assert failing.tables() <= {"dbfleet_migrations"}  # unchanged: no users, no t2
+    assert estate.status("failing")["applied"] == []
+    assert last.tables() == set()
+    assert estate.catalog_runs()[-1]["status"] == "failed"
+
+
+def test_mysql_records_the_failed_statement_and_resumes_after_a_fix(
+    estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target("mysql")
+    estate.add("app", target.entry)
+    text = "-- migrate:up\nCREATE TABLE a (x INT);\nCREATE TABLE b (x INT);\nALTER TABLE nope ADD y INT;\nCREATE TABLE c (x INT);\n"
+    path = estate.migration("app", "0001_abc.sql", text)
+    result = estate.run("up")
+    assert result.code == 1 and "statement 3 of 4 failed" in result.stderr
+    status = estate.status("app")
+    assert status["failed"][0]["statements_done"] == 2 and "nope" in status["failed"][0]["error"]
+    assert {"a", "b"} <= target.tables() and "c" not in target.tables()
+
+    # changing a statement that already ran is drift, not a resume
+    path.write_text(text.replace("CREATE TABLE a (x INT)", "CREATE TABLE a (x BIGINT)"))
+    result = estate.run("up")
+    assert result.code == 1 and "statements that ran have changed" in result.stderr
+    # fixing the failed one resumes at statement 3: a and b are not created again
+    path.write_text(text.replace("ALTER TABLE nope ADD y INT", "ALTER TABLE b ADD y INT"))
+    result = estate.run("up")
+    assert result.code == 0, result.stderr
+    assert {"a", "b", "c"} <= target.tables() and "y" in target.columns("b")
+    assert estate.status("app")["current"] == 1
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_dry_run_changes_nothing(
+    engine: str, estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target(engine)
+    estate.settings["migrations"] = {"vars": {"on_users": ""}}
+    estate.add("app", target.entry)
+    estate.migration("app", "0001_users.sql", USERS)
+    estate.migration("app", "0002_email.sql", EMAIL)
+    before = target.tables()
+    result = estate.run("up", "--dry-run")
+    assert result.code == 0, result.stderr
+    assert "INSERT INTO users VALUES (1, 'first'), (2, 'semi;colon'), (3, 'last')" in result.stdout
+    assert target.tables() == before
+    assert estate.snapshots() == []
+    # a statement that fails is found by the dry run, and still nothing changes
+    estate.migration("app", "0003_bad.sql", "-- migrate:up\nALTER TABLE nope ADD x INT;\n")
+    result = estate.run("up", "--dry-run")
+    assert result.code == 1 and "nope" in result.stderr, result.stderr
+    assert target.tables() == before
