@@ -5,8 +5,11 @@ a temporary directory and runs the CLI as a process, as a user would."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from psycopg import sql
 
 from tests.integration.conftest import PG_PASSWORD_ENV, PgServer
 from tests.integration.fixtures_mysql import MYSQL_PASSWORD_ENV, MySQLServer
-from tests.integration.migrate_kit import Estate, make_estate
+from tests.integration.migrate_kit import Estate, make_estate, wait_for
 
 ENGINES = ["sqlite", "postgresql", "mysql"]
 
@@ -211,7 +214,10 @@ def test_mysql_records_the_failed_statement_and_resumes_after_a_fix(
 ) -> None:
     target = make_target("mysql")
     estate.add("app", target.entry)
-    text = "-- migrate:up\nCREATE TABLE a (x INT);\nCREATE TABLE b (x INT);\nALTER TABLE nope ADD y INT;\nCREATE TABLE c (x INT);\n"
+    text = (
+        "-- migrate:up\nCREATE TABLE a (x INT);\nCREATE TABLE b (x INT);\n"
+        "ALTER TABLE nope ADD y INT;\nCREATE TABLE c (x INT);\n"
+    )
     path = estate.migration("app", "0001_abc.sql", text)
     result = estate.run("up")
     assert result.code == 1 and "statement 3 of 4 failed" in result.stderr
@@ -251,3 +257,116 @@ def test_dry_run_changes_nothing(
     result = estate.run("up", "--dry-run")
     assert result.code == 1 and "nope" in result.stderr, result.stderr
     assert target.tables() == before
+
+
+def _slow(target: Target, seconds: float) -> str:
+    return f"-- migrate:up\n{target.sleep(seconds)};\nCREATE TABLE slow (x INT);\n"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_second_up_waits_then_names_the_holder(
+    engine: str, estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target(engine)
+    estate.add("app", target.entry)
+    estate.migration("app", "0001_slow.sql", _slow(target, 8))
+    first = estate.start("up")
+    try:
+        wait_for(lambda: estate.status("app")["lock"] is not None, 30, "the first run's lease")
+        began = time.monotonic()
+        second = estate.run("up", "--lock-timeout", "2")
+        waited = time.monotonic() - began
+        assert second.code == 1
+        assert "migration lease is held by" in second.stderr and f"pid {first.pid}" in second.stderr
+        assert waited >= 2
+    finally:
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert estate.status("app")["current"] == 1
+    assert estate.status("app")["lock"] is None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_kill_9_mid_migration_then_the_next_run_proceeds(
+    engine: str, estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target(engine)
+    estate.add("app", target.entry)
+    estate.migration("app", "0001_slow.sql", _slow(target, 4))
+    first = estate.start("up", "--lease-ttl", "3")
+    wait_for(lambda: estate.status("app")["lock"] is not None, 30, "the first run's lease")
+    time.sleep(0.5)  # inside the slow statement
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate(timeout=30)
+    # no manual unlock: the lease ends with the session (PostgreSQL, MySQL) or
+    # expires after its TTL (SQLite), and the next run applies the migration
+    began = time.monotonic()
+    result = estate.run("up", "--lock-timeout", "30", "--lease-ttl", "3")
+    assert result.code == 0, result.stderr
+    assert "slow" in target.tables()
+    assert estate.status("app")["current"] == 1
+    assert time.monotonic() - began < 30
+
+
+def test_postgresql_concurrent_index_does_not_deadlock_with_a_waiting_run(
+    estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target("postgresql")
+    estate.add("app", target.entry)
+    estate.migration("app", "0001_users.sql", USERS)
+    estate.migration(
+        "app", "0002_index.sql",
+        "-- migrate:up\nSELECT pg_sleep(3);\n"
+        "CREATE INDEX CONCURRENTLY users_name ON users (name);\n"
+        "-- migrate:down\nDROP INDEX CONCURRENTLY users_name;\n",
+    )  # fmt: skip
+    plan = estate.run("plan", "--json")
+    step = plan.json()["phases"][0][0]["steps"][1]
+    assert step["non_transactional"] == [1]
+    first = estate.start("up")
+    try:
+        wait_for(lambda: estate.status("app")["lock"] is not None, 30, "the first run's lease")
+        # a second run polls the lease while the first builds its index concurrently
+        second = estate.run("up", "--lock-timeout", "60", timeout=90)
+    finally:
+        out, err = first.communicate(timeout=90)
+    assert first.returncode == 0, err
+    assert second.code == 0, second.stderr
+    assert estate.status("app")["current"] == 2
+
+
+def test_postgresql_reports_the_invalid_index_of_a_failed_concurrent_build(
+    estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target("postgresql")
+    estate.add("app", target.entry)
+    # irreversible, so that the failure's rollback keeps the table (and the index debris)
+    duplicates = USERS.replace("(3, 'last')", "(3, 'first')").split("-- migrate:down")[0]
+    estate.migration("app", "0001_users.sql", duplicates)
+    estate.migration(
+        "app", "0002_unique.sql",
+        "-- migrate:up\nCREATE UNIQUE INDEX CONCURRENTLY users_name ON users (name);\n",
+    )  # fmt: skip
+    result = estate.run("up")
+    assert result.code == 1
+    assert "INVALID index public.users_name" in result.stderr
+    drift = estate.status("app")["drift"]
+    assert any("INVALID index public.users_name" in d for d in drift), drift
+    assert estate.run("validate").code == 1
+
+
+def test_the_backup_gate_refuses_a_stale_database_unless_forced(
+    estate: Estate, make_target: Callable[[str], Target]
+) -> None:
+    target = make_target("sqlite")
+    estate.add("app", {**target.entry, "rpo": "1h"})
+    estate.migration("app", "0001_users.sql", USERS)
+    result = estate.run("up")
+    assert result.code == 1 and "older than its rpo" in result.stderr
+    assert "users" not in target.tables()
+    result = estate.run("up", "--force", "--json")
+    assert result.code == 0, result.stderr
+    assert any("forced past" in n for n in result.json()["notes"])
+    runs = estate.catalog_runs()
+    assert [r["status"] for r in runs] == ["failed", "ok"]
+    assert "forced past" in runs[-1]["details"]
