@@ -280,6 +280,11 @@ def _migrate(
         except DbfleetError as exc:
             item.status, item.error = "failed", str(exc)
             item.duration_seconds = round(time.monotonic() - began, 3)
+            if isinstance(exc, StepFailed) and exc.done > 0:
+                # statements of the failed step stay in effect (no transactional
+                # DDL): reverting the earlier steps under it would leave a mix;
+                # the database stays at the recorded point, where up resumes
+                return f"{exc}; {name} kept at that point: fix the file and run up to resume"
             rollback = _revert(project, name, done, by_key)
             return f"{exc}{rollback}"
         item.status, item.duration_seconds = "applied", round(time.monotonic() - began, 3)
