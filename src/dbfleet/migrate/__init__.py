@@ -43,13 +43,20 @@ Extension points left for later sessions
   turns a section into engine commands: JSON list items, Cypher statements,
   Redis lines), an ``Entry.migrations`` in the registry, and
   ``Capabilities.migrations=True``. Nothing above the protocol changes.
-- ``rehearse``: :func:`dbfleet.migrate.run.up` takes a ``targets`` mapping
-  (database -> config to migrate instead), so a rehearsal restores the latest
-  snapshots into scratch targets (operations/drill.py has ``scratch_for``) and
-  runs the same plan against them.
-- ``--atomic``: ``UpResult.applied`` lists, per database, the versions this
-  run applied and the pre-migration snapshot id; an atomic rollback walks it
-  in reverse phase order (``down``, or a restore of that snapshot).
+- ``rehearse``: :class:`~.run.Project` opens each database through
+  ``migrations_for(inventory.databases[name])``; a rehearsal builds the
+  Project over an inventory whose entries point at scratch targets restored
+  from the latest snapshots (operations/drill.py has ``scratch_for``) and
+  runs the same :func:`~.run.up` against them, then ``down`` and a
+  fingerprint comparison.
+- ``--atomic``: :class:`~.run.RunReport` holds, per database, the steps
+  with their status (``applied``) and the pre-migration snapshot id
+  (``snapshots``); an atomic rollback walks it in reverse phase order
+  (``down``, or a restore of that snapshot) after ``up`` returns a failure.
+- A plan-level lease: today ``up`` takes every pending database's lease, in
+  name order, before it changes anything, which serialises overlapping
+  plans; a lease in the repository (``repo/lock.py``) can be added in
+  :class:`~.lease.Leases` without touching the engines.
 - ``checks:`` are parsed into :class:`dbfleet.migrate.settings.CheckConfig`;
   their evaluation runs after the last phase (one query per engine through a
   future ``Migrations.query``).
