@@ -313,6 +313,20 @@ def test_wrong_passphrase(estate: Estate) -> None:
     assert "wrong passphrase" in line and "not-the-passphrase" not in line
 
 
+@pytest.mark.parametrize("json_output", [False, True])
+def test_backup_with_a_wrong_passphrase_exits_3(estate: Estate, json_output: bool) -> None:
+    """Every database failing for the same integrity reason exits 3, like
+    any other command; the per-database result carries the code too."""
+    args = ["backup", "--all"] + (["--json"] if json_output else [])
+    proc = dbfleet(*args, config=estate.config, passphrase="not-the-passphrase")
+    assert proc.returncode == 3
+    if json_output:
+        results = json.loads(proc.stdout)
+        assert results and all(r["exit_code"] == 3 and not r["ok"] for r in results)
+        assert {r["error_type"] for r in results} == {"WrongPassphraseError"}
+    assert "not-the-passphrase" not in proc.stdout + proc.stderr
+
+
 def test_no_passphrase_and_no_terminal(estate: Estate) -> None:
     proc = dbfleet("snapshots", config=estate.config, passphrase=None)
     assert proc.returncode == 2

@@ -167,7 +167,7 @@ def test_cli_all_continues_past_failures_and_drills_reports(estate: Estate) -> N
         "database", "entry", "engine", "result", "ok", "snapshot", "snapshot_time", "scratch",
         "started_at", "rto_seconds", "restore_seconds", "fingerprint_seconds", "cleanup_seconds",
         "total_seconds", "rto_objective_seconds", "within_objective", "bytes", "tables_compared",
-        "differences", "reason", "error_type", "run_id",
+        "differences", "caveats", "reason", "error_type", "run_id",
     }  # fmt: skip
     assert set(results[0]) == keys and results[0]["run_id"] != results[1]["run_id"]
 

@@ -13,6 +13,7 @@ from dbfleet.engines.base import PointInTimeRequest
 from dbfleet.engines.registry import engine_for, point_in_time
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.operations.backup import backup_many
+from dbfleet.operations.backup import exit_code as backup_exit_code
 from dbfleet.operations.restore import restore_snapshot, verify_snapshot
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
@@ -35,7 +36,8 @@ def backup(
     The dump streams through chunking, compression and encryption straight
     into the repository. A dump tool that fails fails the backup, and no
     snapshot is recorded. With several databases, each is attempted; the exit
-    code is 1 if any failed.
+    code is that of the failures (3 for a wrong passphrase or a damaged
+    repository, 2 for bad usage) when they agree, else 1.
 
     Redis: the default logical mode is not a point-in-time copy (each batch of
     keys is atomic; keys changed during the scan may or may not be included);
@@ -69,8 +71,9 @@ def backup(
                 )
             else:
                 output.stderr.print(f"{r.database}: FAILED: {r.error}")
-    if not all(r.ok for r in results):
-        raise typer.Exit(EXIT_FAILED)
+    code = backup_exit_code(results)
+    if code:
+        raise typer.Exit(code)
 
 
 def snapshots(
@@ -268,7 +271,9 @@ def verify(
 
     The scratch target is the database's `scratch:` from the inventory, or a
     temporary database next to the source, dropped afterwards. Exit code 3
-    when the restored data differs from what was backed up. Redis RDB
+    when the restored data differs from what was backed up; 1 when the
+    snapshot's fingerprint is an older format that differs ("not
+    comparable": take a new backup and verify that). Redis RDB
     snapshots are loaded into a throw-away local redis-server.
     """
     st = state(ctx)
@@ -283,12 +288,19 @@ def verify(
             f"snapshot {result.snapshot[:8]} of {result.database}: OK, "
             f"{result.tables_compared} tables match; restore took {result.restore_seconds:.1f}s"
         )
+        for caveat in result.caveats:
+            output.stderr.print(f"  note: {caveat}")
+    elif result.incomparable:
+        output.stderr.print(
+            f"snapshot {result.snapshot[:8]} of {result.database}: NOT COMPARABLE: "
+            f"{result.incomparable}"
+        )
     else:
         output.stderr.print(f"snapshot {result.snapshot[:8]} of {result.database}: MISMATCH")
         for line in result.differences:
             output.stderr.print(f"  {line}")
     if not result.ok:
-        raise typer.Exit(EXIT_INTEGRITY)
+        raise typer.Exit(EXIT_FAILED if result.incomparable else EXIT_INTEGRITY)
 
 
 def health(

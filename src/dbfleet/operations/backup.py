@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbfleet.engines.registry import engine_for
-from dbfleet.errors import DbfleetError
+from dbfleet.errors import EXIT_FAILED, DbfleetError
 from dbfleet.operations.common import Repositories, expand_databases, resolve_database
 from dbfleet.operations.copy import copy_snapshot
 from dbfleet.repo import BackupWriter, Progress, Repository, Snapshot
@@ -29,6 +29,9 @@ class BackupResult:
     duration_seconds: float = 0.0
     error: str | None = None
     error_type: str | None = None
+    exit_code: int = 0
+    """The exit code this failure stands for (:mod:`dbfleet.errors`): 3 for
+    a wrong passphrase or corrupt repository, 2 for bad usage, else 1."""
     copies: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,6 +105,7 @@ def _fan_out(
             result.ok = False
             result.error = f"copy to {destination} failed: {exc}"
             result.error_type = type(exc).__name__
+            result.exit_code = exc.exit_code
 
 
 def backup_many(
@@ -120,21 +124,32 @@ def backup_many(
         try:
             expanded.extend(expand_databases(repos.inventory, [name]))
         except DbfleetError as exc:
-            results.append(_failed(repos, name, str(exc), type(exc).__name__, began))
+            results.append(_failed(repos, name, exc, began))
     for name in expanded:
         began = time.monotonic()
         try:
             progress = progress_for(name) if progress_for else None
             results.append(backup_database(repos, name, tags=tags, progress=progress))
-        except DbfleetError as exc:
-            results.append(_failed(repos, name, str(exc), type(exc).__name__, began))
         except Exception as exc:  # noqa: BLE001 - one broken engine must not stop the others
-            message = f"unexpected {type(exc).__name__}: {exc}"
-            results.append(_failed(repos, name, message, type(exc).__name__, began))
+            results.append(_failed(repos, name, exc, began))
     return results
 
 
-def _failed(repos: Repositories, name: str, error: str, kind: str, began: float) -> BackupResult:
+def exit_code(results: list[BackupResult]) -> int:
+    """0 when every backup succeeded; else the failures' common exit code (a
+    wrong passphrase for every database is 3, like any other command), or 1
+    when they differ."""
+    codes = {r.exit_code for r in results if not r.ok}
+    if not codes:
+        return 0
+    return codes.pop() if len(codes) == 1 else EXIT_FAILED
+
+
+def _failed(repos: Repositories, name: str, exc: Exception, began: float) -> BackupResult:
+    if isinstance(exc, DbfleetError):
+        error, code = str(exc), exc.exit_code
+    else:
+        error, code = f"unexpected {type(exc).__name__}: {exc}", EXIT_FAILED
     entry = repos.inventory.split_member(name)[0]
     engine = repos.inventory.databases[entry].engine if entry in repos.inventory.databases else "?"
     return BackupResult(
@@ -142,6 +157,7 @@ def _failed(repos: Repositories, name: str, error: str, kind: str, began: float)
         engine=engine,
         ok=False,
         error=error,
-        error_type=kind,
+        error_type=type(exc).__name__,
+        exit_code=code,
         duration_seconds=round(time.monotonic() - began, 3),
     )

@@ -108,6 +108,27 @@ def no_fingerprint_reason(snapshot: Snapshot) -> str:
     return f" (fingerprint unavailable at backup: {reason})" if reason else ""
 
 
+def snapshot_caveats(snapshot: Snapshot) -> list[str]:
+    """What comparing this snapshot's fingerprint cannot prove, one line
+    each, from what the engine recorded at backup (MySQL: columns the dump
+    tools carry lossily, tables the dump's fingerprint cannot see). verify
+    and drill show them next to a pass, so that a pass is not read as more
+    than it proves."""
+    lines = []
+    lossy: dict[str, dict[str, str]] = snapshot.options.get("lossy_columns") or {}
+    for table, columns in sorted(lossy.items()):
+        for column, why in sorted(columns.items()):
+            lines.append(
+                f"{table}.{column} holds {why}: the dump tools restore them changed, "
+                "and no fingerprint of the dump can tell"
+            )
+    unseen: list[str] = snapshot.options.get("unfingerprinted_tables") or []
+    if unseen:
+        names = ", ".join(repr(n) for n in unseen)
+        lines.append(f"not fingerprinted (a name with a line break): {names}")
+    return lines
+
+
 def resolve_database(inventory: Inventory, name: str) -> DatabaseConfig:
     """The config to back up or read ``name``: an inventory entry, or for
     ``<server entry>/<database>`` the server entry pointed at that database."""

@@ -34,7 +34,7 @@ from typing import Any
 
 from dbfleet.catalog import Catalog, Run
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints, incomparable
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import (
     EXIT_FAILED,
@@ -51,6 +51,7 @@ from dbfleet.operations.common import (
     SnapshotSource,
     matches_database,
     no_fingerprint_reason,
+    snapshot_caveats,
 )
 from dbfleet.operations.restore import describe, source_config
 from dbfleet.repo import Repository, Snapshot
@@ -59,7 +60,7 @@ from dbfleet.schedule.config import format_span
 from dbfleet.schedule.core import AlertState, alert_transition
 
 KIND = "drill"
-RESULTS = ("pass", "rto_exceeded", "mismatch", "corrupt", "failed", "unsupported")
+RESULTS = ("pass", "rto_exceeded", "mismatch", "incomparable", "corrupt", "failed", "unsupported")
 INTEGRITY_RESULTS = ("mismatch", "corrupt")
 """Results that mean the backup cannot be trusted (exit 3)."""
 
@@ -101,6 +102,8 @@ class DrillResult:
     bytes: int = 0
     tables_compared: int = 0
     differences: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+    """What the comparison cannot prove (see ``snapshot_caveats``)."""
     reason: str | None = None
     error_type: str | None = None
     run_id: int | None = None
@@ -228,11 +231,16 @@ def _run(
     result.fingerprint_seconds = _r(done - restored)
     result.rto_seconds = _r(done - start)
     result.tables_compared = len(snapshot.fingerprint.get("tables", {}))
+    result.caveats = snapshot_caveats(snapshot)
     result.differences = compare_fingerprints(snapshot.fingerprint, actual)
     objective = result.rto_objective_seconds
     if objective is not None:
         result.within_objective = result.rto_seconds <= objective
-    if result.differences:
+    why_incomparable = incomparable(snapshot.fingerprint, actual, result.differences)
+    if why_incomparable:
+        result.result, result.error_type = "incomparable", "FingerprintFormatChanged"
+        result.reason = why_incomparable
+    elif result.differences:
         result.result, result.error_type = "mismatch", "FingerprintMismatchError"
         result.reason = "restored data differs from the backup: " + "; ".join(
             result.differences[:3]
@@ -326,9 +334,7 @@ def exit_code(results: list[DrillResult]) -> int:
     repository could not be used (wrong passphrase, locked: as every command
     exits for those), else 1 when anything did not pass, else 0."""
     repository_errors = _repository_error_names()
-    if any(
-        r.result in INTEGRITY_RESULTS or r.error_type in repository_errors for r in results
-    ):
+    if any(r.result in INTEGRITY_RESULTS or r.error_type in repository_errors for r in results):
         return EXIT_INTEGRITY
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 

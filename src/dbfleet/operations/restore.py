@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions, compare_fingerprints, incomparable
 from dbfleet.engines.names import FILE_ENGINES
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import UsageError, redact
@@ -29,8 +29,10 @@ from dbfleet.operations.common import (
     SnapshotSource,
     no_fingerprint_reason,
     resolve_database,
+    snapshot_caveats,
 )
 from dbfleet.repo import Snapshot
+from dbfleet.repo.lock import reading_lock
 from dbfleet.validation import has_url_password, target_name_problem
 
 
@@ -58,6 +60,11 @@ class VerifyResult:
     restore_seconds: float
     tables_compared: int
     differences: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+    """What the comparison cannot prove (:func:`snapshot_caveats`)."""
+    incomparable: str = ""
+    """Non-empty when the differences prove nothing: the snapshot's
+    fingerprint has an older format (see :func:`engines.base.incomparable`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,10 +209,11 @@ def restore_snapshot(
             on_bytes(n)
 
     began = time.monotonic()
-    engine.restore(
-        SnapshotSource(repo, snapshot, count),
-        RestoreOptions(tables=tables, clean=clean, include_globals=include_globals),
-    )
+    with reading_lock(repo.storage, f"restore {snapshot.database}"):
+        engine.restore(
+            SnapshotSource(repo, snapshot, count),
+            RestoreOptions(tables=tables, clean=clean, include_globals=include_globals),
+        )
     return RestoreResult(
         snapshot=snapshot.id,
         database=snapshot.database,
@@ -226,7 +234,9 @@ def verify_snapshot(
     on_total: Callable[[int], None] | None = None,
 ) -> VerifyResult:
     """Restore into scratch, compare fingerprints, clean up. A mismatch is
-    ``ok=False`` with the differences (the CLI exits 3)."""
+    ``ok=False`` with the differences (the CLI exits 3); differences against
+    an older fingerprint format are ``ok=False`` with ``incomparable`` set
+    (exit 1: nothing proved, nothing disproved)."""
     repo, snapshot = repos.locate(selector)
     if on_total:
         on_total(snapshot.size)
@@ -243,7 +253,8 @@ def verify_snapshot(
     engine.drop()
     began = time.monotonic()
     try:
-        engine.restore(SnapshotSource(repo, snapshot, on_bytes), RestoreOptions(clean=True))
+        with reading_lock(repo.storage, f"verify {snapshot.database}"):
+            engine.restore(SnapshotSource(repo, snapshot, on_bytes), RestoreOptions(clean=True))
         restore_seconds = time.monotonic() - began
         actual = engine.fingerprint()
     finally:
@@ -251,6 +262,8 @@ def verify_snapshot(
             engine.drop()
     differences = compare_fingerprints(snapshot.fingerprint, actual)
     result = VerifyResult(
+        caveats=snapshot_caveats(snapshot),
+        incomparable=incomparable(snapshot.fingerprint, actual, differences),
         snapshot=snapshot.id,
         database=snapshot.database,
         engine=snapshot.engine,

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,3 +237,29 @@ def repository_lock(storage: Storage, *, exclusive: bool, operation: str) -> Ite
             stop.set()
         thread.join()
         _remove_lock(storage, name, f"of {operation}")
+
+
+@contextmanager
+def reading_lock(storage: Storage, operation: str) -> Iterator[bool]:
+    """A shared lock for an operation that only reads (restore, verify), so
+    that a prune cannot delete packs under it; yields whether it holds one.
+
+    A repository that cannot take the lock file (read-only storage, a
+    read-only S3 key: a common setup for restore hosts) is read without one,
+    with a warning saying what that risks; a live exclusive lock (a prune
+    running) still refuses with ``LockedError``, as for every reader."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(repository_lock(storage, exclusive=False, operation=operation))
+            held = True
+        except LockedError:
+            raise
+        except StorageError as exc:
+            log.warning(
+                "warning: cannot write a lock into the repository (%s); reading without one: "
+                "a prune started meanwhile could remove data this %s needs",
+                exc,
+                operation.split()[0],
+            )
+            held = False
+        yield held

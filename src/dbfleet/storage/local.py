@@ -61,7 +61,8 @@ class LocalStorage:
             finally:
                 os.close(dir_fd)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the cause may forbid the cleanup too
+                tmp.unlink(missing_ok=True)
             raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
         except BaseException:  # Ctrl-C or a signal turned exception: no debris either
             with contextlib.suppress(OSError):

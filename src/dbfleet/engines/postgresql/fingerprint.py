@@ -1,7 +1,7 @@
 """What a PostgreSQL database holds: the data fingerprint.
 
 Fingerprint
-    ``{"tables": {"schema.table": {"rows": n, "digest": "..."}},
+    ``{"format": 2, "tables": {"schema.table": {"rows": n, "digest": "..."}},
     "sequences": {"schema.seq": [last_value, is_called]},
     "large_objects": {"count": n, "digest": "..."}}``
 
@@ -97,6 +97,10 @@ SELECT n.nspname, c.relname FROM pg_partition_tree(%s::regclass) t
 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE t.isleaf AND c.relkind = 'r'
 """
+FINGERPRINT_FORMAT = 2
+"""2 since OID-typed columns hash by their text, columns hash in the order a
+restore creates them and numeric NaN/Infinity are told apart; snapshots of
+format 1 verify where they agree and are "not comparable" where they do not."""
 _ROW_ALIAS = "dbfleet_fingerprint_row"
 _USER_COLUMNS = f"""
 SELECT c.oid AS relid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid
@@ -253,7 +257,7 @@ def compute(
     plans = _row_plans(conn)
     kinds = {f"{s}.{n}": k for s, n, k in relations}
     wanted = {f"{s}.{t}" for s, t in map(split_table, tables)}
-    result: dict[str, Any] = {"tables": {}}
+    result: dict[str, Any] = {"format": FINGERPRINT_FORMAT, "tables": {}}
     for schema, name, kind in relations:
         key = f"{schema}.{name}"
         if kind == "r" and (not wanted or key in wanted):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 import signal
@@ -49,6 +48,8 @@ from dbfleet.engines.base import (
     StreamSink,
     StreamSource,
 )
+from dbfleet.engines.sqlite.fingerprint import fingerprint as _fingerprint
+from dbfleet.engines.sqlite.fingerprint import quote as _quote
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.validation import target_name_problem
 
@@ -207,74 +208,6 @@ class SQLiteEngine:
     def drop(self) -> None:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-
-
-def _user_tables(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name"
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _fingerprint(conn: sqlite3.Connection, tables: tuple[str, ...]) -> dict[str, Any]:
-    """Per table: row count and the sum (mod 2^64) of a hash of each row, so
-    row order does not matter and duplicate rows still count."""
-    result: dict[str, Any] = {}
-    names = _user_tables(conn)
-    for name in tables:
-        if name not in names:
-            raise EngineError(f"table {name!r} does not exist")
-    for name in tables or tuple(names):
-        try:
-            result[name] = _table_fingerprint(conn, name)
-        except sqlite3.OperationalError as exc:
-            if "decode" not in str(exc):
-                raise EngineError(f"cannot read table {name!r}: {exc}") from None
-            # TEXT that is not UTF-8 (SQLite stores what it is given): again,
-            # decoding what decodes as before, so valid text digests the same.
-            conn.text_factory = _text_or_raw
-            try:
-                result[name] = _table_fingerprint(conn, name)
-            finally:
-                conn.text_factory = str
-        except sqlite3.Error as exc:
-            raise EngineError(f"cannot read table {name!r}: {exc}") from None
-    return {"tables": result}
-
-
-def _table_fingerprint(conn: sqlite3.Connection, name: str) -> dict[str, Any]:
-    rows, digest = 0, 0
-    for row in _rows(conn, name):
-        rows += 1
-        h = hashlib.blake2b(repr(row).encode(), digest_size=8).digest()
-        digest = (digest + int.from_bytes(h, "little")) % 2**64
-    return {"rows": rows, "digest": f"{digest:016x}"}
-
-
-class _RawText(bytes):
-    """A TEXT value that is not UTF-8: its bytes, never equal in ``repr`` to
-    a BLOB of the same bytes or to any decodable text."""
-
-    def __repr__(self) -> str:
-        return f"text({bytes(self)!r})"
-
-
-def _text_or_raw(value: bytes) -> str | _RawText:
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return _RawText(value)
-
-
-def _rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[Any, ...]]:
-    cursor = conn.execute(f"SELECT * FROM {_quote(table)}")
-    while batch := cursor.fetchmany(1000):
-        yield from batch
 
 
 def _copy_tables(full: Path, subset: Path, tables: tuple[str, ...]) -> None:
