@@ -336,73 +336,54 @@ class CommandGroup(Protocol):
         ...
 
 
-# The capabilities the next issues add; declared here so that every engine
-# package implements the same contract. No engine has them yet
-# (``Capabilities`` says so, and commands say "unsupported for ENGINE").
+# Capabilities the engines gain one by one (``Capabilities`` says which has
+# one; commands say "unsupported for ENGINE" otherwise).
 
 
 class Migrations(Protocol):
-    """Apply migrations to one location, keep its history there, lease it.
+    """Apply migrations to one location, keep its history there, lease it
+    (the contract :mod:`dbfleet.migrate` relies on):
 
-    Contract (every engine; :mod:`dbfleet.migrate` relies on each point):
-
-    - ``history()`` reads the ``dbfleet_migrations`` record (table,
-      collection, nodes...) in the database itself, by version; ``[]`` when
-      it does not exist yet. It never creates or changes anything.
+    - ``history()``: the ``dbfleet_migrations`` record in the database itself,
+      by version; ``[]`` when it does not exist. Never creates or changes anything.
     - ``apply(step)`` runs ``step.statements[step.start:]`` and keeps the
-      history row of ``step.version`` in step with what is in effect: after
-      each statement that commits (or each transaction) ``statements_done``
-      and ``statement_checksums`` say how far it got; at the end ``up``
-      leaves status ``applied``, ``down`` removes the row. On
-      ``transactional_ddl`` engines statements that can run in a transaction
-      run in one, with the history write, so a failure there leaves nothing
-      behind. On failure it raises :class:`~dbfleet.migrate.model.StepFailed`
-      (after recording status ``failed`` and the failing statement index
-      where anything stayed in effect), never half silently.
-    - ``trial(steps)`` (only when ``transactional_ddl``) runs the steps'
-      statements that can run in a transaction inside one transaction that
-      is rolled back, skips the others and returns ``(version, index)`` of
-      each skipped; it changes nothing, history included.
+      history row in step with what is in effect: after each commit
+      ``statements_done`` and ``statement_checksums`` say how far it got; at
+      the end ``up`` leaves status ``applied``, ``down`` removes the row. With
+      ``transactional_ddl`` the statements that can run in a transaction run
+      in one with the history write. On failure it records status ``failed``
+      where anything stayed in effect and raises
+      :class:`~dbfleet.migrate.model.StepFailed`, never half silently.
+    - ``trial(steps)`` (``transactional_ddl`` only): the steps in one
+      transaction that is rolled back, skipping (and returning as ``(version,
+      index)``) the statements that cannot run in one. Changes nothing.
     - ``record(row)`` writes a row as is (``baseline``); ``forget(version)``
       removes one.
-    - ``lease(holder, ttl)`` takes or renews the database's migration lease
-      without ever blocking: ``None`` when ``holder`` has it now, else the
-      current holder's name. The lease must end by itself when the holder
-      dies: a server session lock, or a record whose ``ttl`` (seconds) runs
-      out unless renewed. It must never be held by the session that runs the
-      migration (a lock waiter must not block ``CREATE INDEX CONCURRENTLY``).
-      ``release(holder)`` ends it (a no-op if not held); ``holder()`` names
-      the current holder (``None``: free) without taking it.
-    - ``split(text)`` turns a section into statements; ``non_transactional``
-      says a statement cannot run in a transaction; ``leftovers()`` lists
-      debris of failed non-transactional statements (INVALID indexes).
-    - ``close()`` ends every session (and with it a session lease).
+    - ``lease(holder, ttl)`` takes or renews the lease, never blocking:
+      ``None`` when ``holder`` has it, else the holder's name. It ends by
+      itself when the holder dies (a session lock, or a record whose ``ttl``
+      seconds run out unless renewed) and is never held by the session that
+      migrates (a waiter must not block ``CREATE INDEX CONCURRENTLY``).
+      ``release(holder)`` ends it; ``holder()`` names the holder (``None``:
+      free) without taking it.
+    - ``split(text)``: a section's statements; ``non_transactional``: cannot run
+      in a transaction; ``leftovers()``: debris of failed non-transactional
+      statements (INVALID indexes); ``close()``: ends every session and lease.
     """
 
     transactional_ddl: bool
 
     def split(self, text: str) -> list[str]: ...
-
     def non_transactional(self, statement: str) -> bool: ...
-
     def history(self) -> list[Applied]: ...
-
     def apply(self, step: Step) -> None: ...
-
     def trial(self, steps: list[Step]) -> list[tuple[int, int]]: ...
-
     def record(self, row: Applied) -> None: ...
-
     def forget(self, version: int) -> None: ...
-
     def lease(self, holder: str, ttl: float) -> str | None: ...
-
     def release(self, holder: str) -> None: ...
-
     def holder(self) -> str | None: ...
-
     def leftovers(self) -> list[str]: ...
-
     def close(self) -> None: ...
 
 
