@@ -30,6 +30,7 @@ from pydantic import (
 from dbfleet.config_yaml import missing_sections, read_document
 from dbfleet.engines.names import ALIASES, FILE_ENGINES, INVENTORY_ENGINES, URL_ENGINES, canonical
 from dbfleet.errors import ConfigError, UsageError
+from dbfleet.migrate.settings import DatabaseMigrationSettings, InventoryMigrationSettings
 from dbfleet.schedule.config import (
     DATABASE_KEYS,
     INVENTORY_KEYS,
@@ -168,7 +169,7 @@ class RepositoryConfig(_Strict):
         return url
 
 
-class DatabaseConfig(_Strict):
+class DatabaseConfig(DatabaseMigrationSettings, _Strict):
     engine: str
     url: str | None = Field(default=None, validate_default=True)
     path: Path | None = Field(default=None, validate_default=True)
@@ -287,7 +288,7 @@ class DatabaseConfig(_Strict):
         return self.model_copy(update=changes)
 
 
-class Inventory(_Strict):
+class Inventory(InventoryMigrationSettings, _Strict):
     version: Literal[1] = 1
     repositories: dict[str, RepositoryConfig] = Field(default_factory=dict)
     databases: dict[str, DatabaseConfig] = Field(default_factory=dict)
@@ -300,7 +301,6 @@ class Inventory(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Inventory:
-
         sections: dict[str, dict[str, Any]] = {
             "repositories": self.repositories,
             "databases": self.databases,

@@ -1,6 +1,6 @@
 """The package layout's rules (issue #11), checked on the source itself:
 
-- ``operations/``, ``cli/`` and ``schedule/`` reach engines only through
+- ``operations/``, ``cli/``, ``schedule/`` and ``migrate/`` reach engines only through
   ``dbfleet.engines.base``, ``.registry`` and ``.names``, never an engine
   package by name;
 - no import circle among dbfleet's modules, counting imports inside
@@ -73,7 +73,7 @@ def imports(path: Path, *, top_level_only: bool) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("layer", ["operations", "cli", "schedule", "observe"])
+@pytest.mark.parametrize("layer", ["operations", "cli", "schedule", "observe", "migrate"])
 def test_layers_reach_engines_only_through_the_registry(layer: str) -> None:
     offending = []
     for name, path in MODULES.items():
@@ -125,7 +125,11 @@ def test_capabilities_agree_with_the_registry(engine: str) -> None:
         if target:
             module, _, attribute = target.partition(":")
             assert hasattr(importlib.import_module(module), attribute), target
-    assert not (capabilities.migrations or capabilities.subjects)
+    assert capabilities.migrations == (entry.migrations is not None)
+    if entry.migrations:
+        module, _, attribute = entry.migrations.partition(":")
+        assert hasattr(importlib.import_module(module), attribute), entry.migrations
+    assert not capabilities.subjects
 
 
 def test_an_engine_without_point_in_time_says_unsupported() -> None:
@@ -133,3 +137,12 @@ def test_an_engine_without_point_in_time_says_unsupported() -> None:
 
     with pytest.raises(UsageError, match="unsupported for redis"):
         registry.point_in_time("redis")
+
+
+def test_an_engine_without_migrations_says_unsupported() -> None:
+    from dbfleet.config import DatabaseConfig
+    from dbfleet.errors import UsageError
+
+    config = DatabaseConfig(engine="redis", url="redis://127.0.0.1:6379/0")
+    with pytest.raises(UsageError, match="migrations are unsupported for redis"):
+        registry.migrations_for(config)

@@ -78,6 +78,7 @@ def _register() -> None:
         demo,
         drill,
         metrics_cmd,
+        migrate,
         repo,
         retention,
         serve,
@@ -94,6 +95,7 @@ def _register() -> None:
     register_commands(app)  # each engine's own commands (wal-push, binlog-ship, ...)
     retention.register(app)
     demo.register(app)
+    migrate.register(app)
     app.add_typer(repo.app, name="repo")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(token.app, name="token")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the operations layer imports engines, never the reverse at 
     import typer
 
     from dbfleet.config import Inventory
+    from dbfleet.migrate.model import Applied, Step
     from dbfleet.operations.common import Repositories
     from dbfleet.repo import Repository, Snapshot
     from dbfleet.repo.check import CheckReport
@@ -49,7 +50,7 @@ class Capabilities:
     point_in_time: bool = False
     """``restore --time`` works (:class:`PointInTime`)."""
     migrations: bool = False
-    """Schema migrations can be applied (:class:`Migrations`; none yet)."""
+    """``dbfleet migrate`` works (:class:`Migrations`)."""
     health_sample: bool = False
     """A health sample can be taken (:class:`HealthSampler`, ``engines/<engine>/health.py``)."""
     subjects: bool = False
@@ -365,22 +366,55 @@ class CommandGroup(Protocol):
         ...
 
 
-# The capabilities the next issues add; declared here so that every engine
-# package implements the same contract. Every engine has a HealthSampler
-# (``<engine>/health.py``, docs/health.md); none has Migrations or Subjects
-# yet (``Capabilities`` says so, and commands say "unsupported for ENGINE").
+# Capabilities the engines gain one by one (``Capabilities`` says which has
+# one; commands say "unsupported for ENGINE" otherwise).
 
 
 class Migrations(Protocol):
-    """Apply schema migrations to one location, with a history and a lease."""
+    """Apply migrations to one location, keep its history there, lease it
+    (the contract :mod:`dbfleet.migrate` relies on):
 
-    def apply(self, migration: Any, *, direction: str) -> None: ...
+    - ``history()``: the ``dbfleet_migrations`` record in the database itself,
+      by version; ``[]`` when it does not exist. Never creates or changes anything.
+    - ``apply(step)`` runs ``step.statements[step.start:]`` and keeps the
+      history row in step with what is in effect: after each commit
+      ``statements_done`` and ``statement_checksums`` say how far it got; at
+      the end ``up`` leaves status ``applied``, ``down`` removes the row. With
+      ``transactional_ddl`` the statements that can run in a transaction run
+      in one with the history write. On failure it records status ``failed``
+      where anything stayed in effect and raises
+      :class:`~dbfleet.migrate.model.StepFailed`, never half silently.
+    - ``trial(steps)`` (``transactional_ddl`` only): the steps in one
+      transaction that is rolled back, skipping (and returning as ``(version,
+      index)``) the statements that cannot run in one. Changes nothing.
+    - ``record(row)`` writes a row as is (``baseline``); ``forget(version)``
+      removes one.
+    - ``lease(holder, ttl)`` takes or renews the lease, never blocking:
+      ``None`` when ``holder`` has it, else the holder's name. It ends by
+      itself when the holder dies (a session lock, or a record whose ``ttl``
+      seconds run out unless renewed) and is never held by the session that
+      migrates (a waiter must not block ``CREATE INDEX CONCURRENTLY``).
+      ``release(holder)`` ends it; ``holder()`` names the holder (``None``:
+      free) without taking it.
+    - ``split(text)``: a section's statements; ``non_transactional``: cannot run
+      in a transaction; ``leftovers()``: debris of failed non-transactional
+      statements (INVALID indexes); ``close()``: ends every session and lease.
+    """
 
-    def history(self) -> list[dict[str, Any]]: ...
+    transactional_ddl: bool
 
-    def lease(self, owner: str, seconds: float) -> bool:
-        """Take or renew the migration lock; it expires after ``seconds``."""
-        ...
+    def split(self, text: str) -> list[str]: ...
+    def non_transactional(self, statement: str) -> bool: ...
+    def history(self) -> list[Applied]: ...
+    def apply(self, step: Step) -> None: ...
+    def trial(self, steps: list[Step]) -> list[tuple[int, int]]: ...
+    def record(self, row: Applied) -> None: ...
+    def forget(self, version: int) -> None: ...
+    def lease(self, holder: str, ttl: float) -> str | None: ...
+    def release(self, holder: str) -> None: ...
+    def holder(self) -> str | None: ...
+    def leftovers(self) -> list[str]: ...
+    def close(self) -> None: ...
 
 
 @dataclass

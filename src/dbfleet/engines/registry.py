@@ -20,6 +20,7 @@ from dbfleet.engines.base import (
     CommandGroup,
     Engine,
     HealthSampler,
+    Migrations,
     PointInTime,
     RecoveryLog,
 )
@@ -38,6 +39,8 @@ __all__ = [
     "engine_for",
     "health_sampler",
     "known_engines",
+    "migrations_engines",
+    "migrations_for",
     "point_in_time",
     "recovery_log",
     "register_commands",
@@ -58,6 +61,8 @@ class Entry:
     """A class taking ``(database name, DatabaseConfig)`` that is a
     :class:`~dbfleet.engines.base.HealthSampler`."""
     recovery_log: str | None = None
+    migrations: str | None = None
+    """A class taking the location's ``DatabaseConfig``: :class:`Migrations`."""
 
 
 _PG = "dbfleet.engines.postgresql"
@@ -66,6 +71,7 @@ ENTRIES: dict[str, Entry] = {
     "sqlite": Entry(
         "dbfleet.engines.sqlite:SQLiteEngine",
         health_sampler="dbfleet.engines.sqlite.health:SQLiteHealthSampler",
+        migrations="dbfleet.engines.sqlite.migrations:SQLiteMigrations",
     ),
     "postgresql": Entry(
         f"{_PG}:PostgreSQLEngine",
@@ -74,12 +80,14 @@ ENTRIES: dict[str, Entry] = {
         commands=f"{_PG}.cli:register",
         health_sampler=f"{_PG}.health:PostgreSQLHealthSampler",
         recovery_log=f"{_PG}.recovery:WAL_COVERAGE",
+        migrations=f"{_PG}.migrations:PostgreSQLMigrations",
     ),
     "mysql": Entry(
         f"{_MY}:MySQLEngine",
         point_in_time=f"{_MY}.cli:POINT_IN_TIME",
         chained_snapshots=f"{_MY}.pitr:BINLOG_CHAIN",
         commands=f"{_MY}.cli:register",
+        migrations=f"{_MY}.migrations:MySQLMigrations",
         recovery_log=f"{_MY}.recovery:BINLOG_COVERAGE",
         health_sampler=f"{_MY}.health:MySQLHealthSampler",
     ),
@@ -170,6 +178,23 @@ def point_in_time(engine: str) -> PointInTime:
             f"(engines that have it: {', '.join(with_pitr)})"
         )
     return cast(PointInTime, _load(target))
+
+
+def migrations_engines() -> list[str]:
+    """The engines ``dbfleet migrate`` can migrate."""
+    return sorted(name for name, e in ENTRIES.items() if e.migrations)
+
+
+def migrations_for(config: DatabaseConfig) -> Migrations:
+    """The engine's migrations bound to ``config``'s location; "unsupported"
+    when the engine has none yet."""
+    target = _entry(config.engine).migrations
+    if target is None:
+        raise UsageError(
+            f"migrations are unsupported for {config.engine} "
+            f"(engines that have them: {', '.join(migrations_engines())})"
+        )
+    return cast(Migrations, _load(target)(config))
 
 
 def change_archives() -> list[ChangeArchive]:

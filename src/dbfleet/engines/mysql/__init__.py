@@ -168,6 +168,7 @@ class MySQLEngine:
         server_entries=True,
         point_in_time=True,
         health_sample=True,
+        migrations=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:

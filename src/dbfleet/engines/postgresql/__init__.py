@@ -135,6 +135,7 @@ class PostgreSQLEngine:
         server_entries=True,
         point_in_time=True,
         health_sample=True,
+        migrations=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:
