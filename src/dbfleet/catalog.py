@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from dbfleet.catalog_health import HealthHistory
 from dbfleet.errors import OperationError, UsageError
 
 STATUSES = ("queued", "running", "ok", "failed", "timeout", "aborted", "skipped")
@@ -162,9 +163,9 @@ def default_path(inventory: Path) -> Path:
     return inventory.with_name(f"{inventory.stem}.catalog.db")
 
 
-class Catalog:
+class Catalog(HealthHistory):
     """One open catalog. Not shared between threads: serve uses it from its
-    main loop only."""
+    main loop only (the health monitor opens its own)."""
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    ByteSize,
     ConfigDict,
     Field,
     StrictInt,
@@ -27,10 +28,11 @@ from pydantic import (
 )
 
 from dbfleet.config_yaml import missing_sections, read_document
-from dbfleet.engines.names import ALIASES, ENGINES, FILE_ENGINES, SERVER_ENGINES, canonical
+from dbfleet.engines.names import ALIASES, FILE_ENGINES, INVENTORY_ENGINES, URL_ENGINES, canonical
 from dbfleet.errors import ConfigError, UsageError
 from dbfleet.schedule.config import (
     DATABASE_KEYS,
+    INVENTORY_KEYS,
     DatabaseSchedule,
     DatabaseScheduling,
     NotificationConfig,
@@ -40,6 +42,7 @@ from dbfleet.schedule.config import (
     ServeConfig,
     scheduling_problems,
 )
+from dbfleet.schedule.health_config import HealthConfig
 from dbfleet.validation import (
     NAME_RE,
     NAME_RULE,
@@ -211,13 +214,14 @@ class DatabaseConfig(_Strict):
         default=None,
         description="a scheduled verify or a drill fails when its restore takes longer",
     )
+    capacity_bytes: ByteSize | None = Field(default=None, gt=0, description="docs/health.md")
 
     @field_validator("engine")
     @classmethod
     def _alias(cls, engine: str) -> str:
         engine = canonical(engine)
-        if engine not in ENGINES:
-            known = ", ".join(sorted(ENGINES | set(ALIASES)))
+        if engine not in INVENTORY_ENGINES:
+            known = ", ".join(sorted(INVENTORY_ENGINES | set(ALIASES)))
             raise ValueError(f"unknown engine {engine!r} (known: {known})")
         return engine
 
@@ -225,7 +229,7 @@ class DatabaseConfig(_Strict):
     @classmethod
     def _check_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         engine = info.data.get("engine")
-        if engine in SERVER_ENGINES and not url:
+        if engine in URL_ENGINES and not url:
             raise ValueError(f"required for engine {engine}")
         if url and has_url_password(url):
             raise ValueError("must not contain a password; use password_env or password_file")
@@ -241,7 +245,7 @@ class DatabaseConfig(_Strict):
         engine = info.data.get("engine")
         if engine in FILE_ENGINES and path is None:
             raise ValueError(f"required for engine {engine} (the database file)")
-        if path is not None and engine in SERVER_ENGINES:
+        if path is not None and engine in URL_ENGINES:
             raise ValueError(f"engine {engine} takes 'url', not 'path'")
         if isinstance(path, str | Path):
             text = str(path)
@@ -291,6 +295,7 @@ class Inventory(_Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    health: HealthConfig | None = None
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -352,14 +357,8 @@ class Inventory(_Strict):
             values = {key: getattr(db, key, None) for key in DATABASE_KEYS}
             if any(v is not None for v in values.values()):
                 databases[name] = DatabaseScheduling.model_validate(values)
-        return Scheduling.model_validate(
-            {
-                "schedule": self.schedule,
-                "serve": self.serve,
-                "notifications": self.notifications,
-                "databases": databases,
-            }
-        )
+        top = {key: getattr(self, key) for key in INVENTORY_KEYS}
+        return Scheduling.model_validate(top | {"databases": databases})
 
     def database(self, name: str) -> DatabaseConfig:
         """The entry for ``name``; for ``<server entry>/<database>`` the server

@@ -49,12 +49,16 @@ SEVERITY = {
     "job_recovered": "ok",
     "database_stale": "error",
     "database_fresh": "ok",
+    "health_alert": "warning",
+    "health_cleared": "ok",
 }
 TITLES = {
     "job_failed": "FAILED",
     "job_recovered": "RECOVERED",
     "database_stale": "STALE",
     "database_fresh": "FRESH",
+    "health_alert": "HEALTH",
+    "health_cleared": "HEALTH OK",
 }
 
 
@@ -74,6 +78,8 @@ class Event:
     job: dict[str, Any] | None = None
     freshness: dict[str, Any] | None = None
     reminder: bool = False
+    health: dict[str, Any] | None = None
+    """``health_alert``/``health_cleared``: ``alert``, ``observed``, ``threshold``."""
 
     @property
     def severity(self) -> str:
@@ -98,6 +104,7 @@ class Event:
             "database": self.database,
             "job": self.job,
             "freshness": self.freshness,
+            "health": self.health,
             "dbfleet_version": __version__,
         }
 
@@ -115,6 +122,8 @@ class Event:
             details.update(
                 {k: self.freshness.get(k) for k in keys if self.freshness.get(k) is not None}
             )
+        if self.health:
+            details.update({k: v for k, v in self.health.items() if v is not None})
         lines += [f"{k}: {v}" for k, v in details.items()]
         lines.append(f"host: {socket.gethostname()}; time: {self.payload()['time']}")
         return "\n".join(lines)

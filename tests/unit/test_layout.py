@@ -62,8 +62,10 @@ def imports(path: Path, *, top_level_only: bool) -> set[str]:
             elif isinstance(node, ast.If) and not _is_type_checking(node):
                 visit(node.body)
                 visit(node.orelse)
-            elif isinstance(node, ast.Try) or not top_level_only and isinstance(
-                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+            elif (
+                isinstance(node, ast.Try)
+                or not top_level_only
+                and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
             ):
                 visit(node.body)
 
@@ -116,11 +118,14 @@ def test_capabilities_agree_with_the_registry(engine: str) -> None:
     entry = registry.ENTRIES[engine]
     capabilities = registry.engine_class(engine).capabilities
     assert capabilities.point_in_time == (entry.point_in_time is not None)
-    for target in (entry.point_in_time, entry.change_archive, entry.chained_snapshots):
+    assert capabilities.health_sample == (entry.health_sampler is not None)
+    targets = (entry.point_in_time, entry.change_archive, entry.chained_snapshots,
+               entry.health_sampler)  # fmt: skip
+    for target in targets:
         if target:
             module, _, attribute = target.partition(":")
             assert hasattr(importlib.import_module(module), attribute), target
-    assert not (capabilities.migrations or capabilities.health_sample or capabilities.subjects)
+    assert not (capabilities.migrations or capabilities.subjects)
 
 
 def test_an_engine_without_point_in_time_says_unsupported() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,10 @@ import typer
 from dbfleet import output
 from dbfleet.cli.context import state
 from dbfleet.cli.recording import Recorder, fill_backup
-from dbfleet.engines.base import PointInTimeRequest
-from dbfleet.engines.registry import engine_for, point_in_time
+from dbfleet.config import Inventory
+from dbfleet.engines.base import HealthSample, PointInTimeRequest
+from dbfleet.engines.names import is_database
+from dbfleet.engines.registry import engine_for, health_sampler, point_in_time, require_database
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.restore import restore_snapshot, verify_snapshot
@@ -46,7 +49,11 @@ def backup(
     inventory = st.inventory()
     if all_ and databases:
         raise UsageError("give database names or --all, not both")
-    names = list(inventory.databases) if all_ else list(dict.fromkeys(databases or []))
+    # --all: every database; a connection pool entry (pgbouncer) holds no data
+    data_entries = [n for n, db in inventory.databases.items() if is_database(db.engine)]
+    names = data_entries if all_ else list(dict.fromkeys(databases or []))
+    for name in names:
+        require_database(name, inventory.database(name))
     if all_ and not names:
         where = inventory.source or "the inventory"
         raise UsageError(f"--all: {where} has no databases to back up")
@@ -222,6 +229,7 @@ def restore(
     into a new data directory (see docs/pitr-postgresql.md).
     """
     st = state(ctx)
+    _refuse_pools(st.inventory(), snapshot, target)
     if to_datadir or time or lsn or latest or start or port is not None:
         name = snapshot.partition(":")[0]
         pitr = point_in_time(st.inventory().database(name).engine)
@@ -287,6 +295,7 @@ def verify(
     snapshots are loaded into a throw-away local redis-server.
     """
     st = state(ctx)
+    _refuse_pools(st.inventory(), snapshot)
     with (
         Recorder(st, "verify").run(snapshot.partition(":")[0]) as run,
         output.byte_progress(output.interactive(json_output), "verify", None) as advance,
@@ -316,20 +325,56 @@ def verify(
         raise typer.Exit(EXIT_INTEGRITY)
 
 
+def _refuse_pools(inventory: Inventory, *names: str | None) -> None:
+    """A connection pool entry named as a snapshot's database or a target
+    is refused up front (exit 2), not searched for snapshots."""
+    for name in names:
+        head = (name or "").partition(":")[0]
+        if head in inventory.databases:
+            require_database(head, inventory.databases[head])
+
+
 def health(
     ctx: typer.Context,
     databases: Annotated[
         list[str] | None, typer.Argument(help="Databases (default: all).", metavar="DATABASE...")
     ] = None,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="Take a health sample instead (what serve's health monitor records: "
+            "connections, cache, locks, lag, size; docs/health.md).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="With --sample: seconds per sample.")
+    ] = 10.0,
     json_output: JsonOpt = False,
 ) -> None:
-    """Check that databases are reachable; show version, size and key indicators."""
+    """Check that databases are reachable; show version, size and key indicators.
+    A connection pool entry (engine pgbouncer) is always sampled. Exit 1 when
+    one is not reachable."""
     inventory = state(ctx).inventory()
     names = databases or list(inventory.databases)
+    configs = {name: inventory.database(name) for name in names}
+    if sample or not all(is_database(c.engine) for c in configs.values()):
+        samples = [health_sampler(n, c).sample(timeout) for n, c in configs.items()]
+        if sample or json_output:
+            _show_samples(samples, json_output)
+            if not all(s.up for s in samples):
+                raise typer.Exit(EXIT_FAILED)
+            return
     results = []
-    for name in names:
-        h = engine_for(inventory.database(name)).health()
-        results.append({"database": name, **h.__dict__})
+    for name, config in configs.items():
+        if is_database(config.engine):
+            h = engine_for(config).health()
+            results.append({"database": name, **h.__dict__})
+        else:
+            s = next(s for s in samples if s.database == name)
+            details = {k: v for k, v in (s.pool or {}).items() if k != "per_pool"}
+            results.append({"database": name, "ok": s.up, "version": s.version,
+                            "size_bytes": None, "details": details, "error": s.error})  # fmt: skip
     if json_output:
         output.emit_json(results)
     else:
@@ -348,6 +393,31 @@ def health(
         )
     if not all(r["ok"] for r in results):
         raise typer.Exit(EXIT_FAILED)
+
+
+def _show_samples(samples: list[HealthSample], json_output: bool) -> None:
+    if json_output:
+        output.emit_json([{**asdict(s), "taken_at": s.taken_at.isoformat()} for s in samples])
+        return
+
+    def num(value: float | None) -> str:
+        return "" if value is None else f"{value:g}"
+
+    output.table(
+        ["Database", "Up", "Version", "Connections", "Lag", "Size", "Error"],
+        [
+            (
+                s.database,
+                "yes" if s.up else "NO",
+                s.version or "",
+                f"{num(s.connections)}/{num(s.connections_max)}" if s.connections else "",
+                num(s.replication_lag_seconds),
+                output.human_bytes(int(s.size_bytes)) if s.size_bytes is not None else "",
+                s.error or "",
+            )
+            for s in samples
+        ],
+    )
 
 
 def register(app: typer.Typer) -> None:

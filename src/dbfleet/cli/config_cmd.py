@@ -9,6 +9,7 @@ import typer
 from dbfleet import output
 from dbfleet.cli.context import state
 from dbfleet.config import Inventory, config_path
+from dbfleet.engines.names import is_database
 from dbfleet.errors import ConfigError, DbfleetError, redact
 
 app = typer.Typer(help="Inspect the inventory file.", no_args_is_help=True)
@@ -22,6 +23,8 @@ def engine_problems(inventory: Inventory) -> list[str]:
 
     problems = []
     for name, db in inventory.databases.items():
+        if not is_database(db.engine):
+            continue  # a connection pool: its sampler checks its url when sampling
         try:
             engine = engine_for(db)
             if db.scratch and db.scratch not in inventory.databases:

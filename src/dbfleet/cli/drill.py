@@ -14,6 +14,8 @@ from dbfleet.catalog import Catalog, Run
 from dbfleet.cli.context import resolve_catalog, state
 from dbfleet.cli.recording import cli_actor
 from dbfleet.config import Inventory, config_path
+from dbfleet.engines.names import is_database
+from dbfleet.engines.registry import require_database
 from dbfleet.errors import EXIT_FAILED, EXIT_INTEGRITY, UsageError
 from dbfleet.notify import Channel, build_channels, check_channels
 from dbfleet.operations.common import Repositories
@@ -121,7 +123,8 @@ def drill(
     inventory, scheduling, path = _inventory(ctx, catalog)
     if all_ and (databases or snapshot):
         raise UsageError("--all drills every database's latest snapshot: no names, no --snapshot")
-    names = list(inventory.databases) if all_ else list(dict.fromkeys(databases or []))
+    data_entries = [n for n, db in inventory.databases.items() if is_database(db.engine)]
+    names = data_entries if all_ else list(dict.fromkeys(databases or []))
     if all_ and not names:
         raise UsageError(f"--all: {inventory.source or 'the inventory'} has no databases to drill")
     if not names and snapshot is None:
@@ -129,7 +132,7 @@ def drill(
     if snapshot is not None and len(names) > 1:
         raise UsageError("--snapshot drills one snapshot: name at most one database")
     for name in names:
-        inventory.database(name)
+        require_database(name, inventory.database(name))
     channels = _channels(scheduling.notifications)
     with Catalog(path) as cat:
         with output.byte_progress(output.interactive(json_output), "drill", None) as advance:
@@ -225,7 +228,7 @@ def drill_status(
     database never drilled gets result ``never``."""
     latest = latest_drills(catalog) if catalog is not None else {}
     rows: list[DrillStatus] = []
-    for name in databases or list(inventory.databases):
+    for name in databases or [n for n, d in inventory.databases.items() if is_database(d.engine)]:
         entry, member = inventory.split_member(name)
         db = inventory.database(name)
         members = []

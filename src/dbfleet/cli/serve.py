@@ -17,6 +17,7 @@ from dbfleet.config import Inventory, RepositoryConfig, config_path
 from dbfleet.errors import EXIT_FAILED, UsageError
 from dbfleet.freshness import check_freshness
 from dbfleet.notify import Notifier, build_channels, check_channels
+from dbfleet.observe.health import health_monitor
 from dbfleet.schedule.config import Scheduling, format_span
 from dbfleet.schedule.core import Job, build_jobs, next_runs
 from dbfleet.schedule.inventory import load
@@ -194,24 +195,31 @@ def serve(
             tick=tick,
             jobs=planned,
         )
+        health = health_monitor(inventory, scheduling, path, channels)  # None without health:
         server = None
         if listen:
             assert isinstance(service, OnDemandService)
             server = http_server(
                 inventory, scheduling, inventory_path, path, listen,
-                submit=service.submit, scheduler=service,
+                submit=service.submit, scheduler=service, health=health,
             )  # fmt: skip
         service.install_signal_handlers()
         try:
             if server is not None:
                 server.start()
             if once:
+                if health is not None:
+                    health.run_round()
                 service.run_once()
             else:
+                if health is not None:
+                    health.start()
                 service.run_forever()
         finally:
             if server is not None:
                 server.stop()
+            if health is not None:
+                health.close()
         failed = service.failed_runs
     if once and failed:
         raise typer.Exit(EXIT_FAILED)

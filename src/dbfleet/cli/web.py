@@ -26,7 +26,7 @@ from dbfleet.config import Inventory, config_path
 from dbfleet.schedule.config import Scheduling
 from dbfleet.schedule.inventory import load
 from dbfleet.web.config import DEFAULT_LISTEN, tokens_path
-from dbfleet.web.state import SchedulerProbe, Submit, WebState
+from dbfleet.web.state import HealthSource, SchedulerProbe, Submit, WebState
 from dbfleet.web.tokens import TokenStore
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def http_server(
     *,
     submit: Submit | None = None,
     scheduler: SchedulerProbe | None = None,
+    health: HealthSource | None = None,
 ) -> HttpServer:
     """The HTTP server for this process (bound, not started yet)."""
     from dbfleet.web.app import create_app
@@ -72,6 +73,7 @@ def http_server(
         http=inventory.http,
         submit=submit,
         scheduler=scheduler,
+        health=health,
     )
     return HttpServer(create_app(web_state), listen)
 

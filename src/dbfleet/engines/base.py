@@ -51,7 +51,7 @@ class Capabilities:
     migrations: bool = False
     """Schema migrations can be applied (:class:`Migrations`; none yet)."""
     health_sample: bool = False
-    """A metrics sample can be taken (:class:`HealthSampler`; none yet)."""
+    """A health sample can be taken (:class:`HealthSampler`, ``engines/<engine>/health.py``)."""
     subjects: bool = False
     """One data subject's records can be found, exported, erased (:class:`Subjects`; none yet)."""
 
@@ -332,8 +332,9 @@ class CommandGroup(Protocol):
 
 
 # The capabilities the next issues add; declared here so that every engine
-# package implements the same contract. No engine has them yet
-# (``Capabilities`` says so, and commands say "unsupported for ENGINE").
+# package implements the same contract. Every engine has a HealthSampler
+# (``<engine>/health.py``, docs/health.md); none has Migrations or Subjects
+# yet (``Capabilities`` says so, and commands say "unsupported for ENGINE").
 
 
 class Migrations(Protocol):

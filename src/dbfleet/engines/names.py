@@ -15,6 +15,14 @@ SERVER_ENGINES = frozenset(
 FILE_ENGINES = frozenset({"sqlite"})
 """Engines whose entries name a database file by ``path``."""
 ENGINES = SERVER_ENGINES | FILE_ENGINES
+"""Database engines: each has an engine package that backs up and restores."""
+POOLER_ENGINES = frozenset({"pgbouncer"})
+"""Connection pools an inventory entry may name: sampled for health only,
+never backed up (backup, restore, verify and drill refuse them)."""
+URL_ENGINES = SERVER_ENGINES | POOLER_ENGINES
+"""Engines whose entries take ``url``."""
+INVENTORY_ENGINES = ENGINES | POOLER_ENGINES
+"""Every ``engine:`` the inventory accepts."""
 ALIASES = {
     "postgres": "postgresql",
     "pg": "postgresql",
@@ -28,3 +36,8 @@ ALIASES = {
 def canonical(name: str) -> str:
     """The engine's canonical name (aliases resolved; unknown names unchanged)."""
     return ALIASES.get(name, name)
+
+
+def is_database(engine: str) -> bool:
+    """Whether entries of ``engine`` hold data (not a connection pool)."""
+    return engine not in POOLER_ENGINES

@@ -19,10 +19,11 @@ from dbfleet.engines.base import (
     ChangeArchive,
     CommandGroup,
     Engine,
+    HealthSampler,
     PointInTime,
     RecoveryLog,
 )
-from dbfleet.engines.names import ENGINES
+from dbfleet.engines.names import ENGINES, POOLER_ENGINES
 from dbfleet.errors import UsageError
 
 if TYPE_CHECKING:
@@ -35,10 +36,12 @@ __all__ = [
     "change_archives",
     "engine_class",
     "engine_for",
+    "health_sampler",
     "known_engines",
     "point_in_time",
     "recovery_log",
     "register_commands",
+    "require_database",
 ]
 
 
@@ -52,18 +55,25 @@ class Entry:
     chained_snapshots: str | None = None
     commands: str | None = None
     recovery_log: str | None = None
+    health_sampler: str | None = None
+    """A class taking ``(database name, DatabaseConfig)`` that is a
+    :class:`~dbfleet.engines.base.HealthSampler`."""
 
 
 _PG = "dbfleet.engines.postgresql"
 _MY = "dbfleet.engines.mysql"
 ENTRIES: dict[str, Entry] = {
-    "sqlite": Entry("dbfleet.engines.sqlite:SQLiteEngine"),
+    "sqlite": Entry(
+        "dbfleet.engines.sqlite:SQLiteEngine",
+        health_sampler="dbfleet.engines.sqlite.health:SQLiteHealthSampler",
+    ),
     "postgresql": Entry(
         f"{_PG}:PostgreSQLEngine",
         point_in_time=f"{_PG}.cli:POINT_IN_TIME",
         change_archive=f"{_PG}.wal_check:WAL_ARCHIVE",
         commands=f"{_PG}.cli:register",
         recovery_log=f"{_PG}.recovery:WAL_COVERAGE",
+        health_sampler=f"{_PG}.health:PostgreSQLHealthSampler",
     ),
     "mysql": Entry(
         f"{_MY}:MySQLEngine",
@@ -71,15 +81,42 @@ ENTRIES: dict[str, Entry] = {
         chained_snapshots=f"{_MY}.pitr:BINLOG_CHAIN",
         commands=f"{_MY}.cli:register",
         recovery_log=f"{_MY}.recovery:BINLOG_COVERAGE",
+        health_sampler=f"{_MY}.health:MySQLHealthSampler",
     ),
-    "redis": Entry("dbfleet.engines.redis:RedisEngine"),
-    "clickhouse": Entry("dbfleet.engines.clickhouse:ClickHouseEngine"),
-    "influxdb": Entry("dbfleet.engines.influxdb:InfluxDBEngine"),
-    "mongodb": Entry("dbfleet.engines.mongodb:MongoDBEngine"),
-    "neo4j": Entry("dbfleet.engines.neo4j:Neo4jEngine"),
-    "weaviate": Entry("dbfleet.engines.weaviate:WeaviateEngine"),
+    "redis": Entry(
+        "dbfleet.engines.redis:RedisEngine",
+        health_sampler="dbfleet.engines.redis.health:RedisHealthSampler",
+    ),
+    "clickhouse": Entry(
+        "dbfleet.engines.clickhouse:ClickHouseEngine",
+        health_sampler="dbfleet.engines.clickhouse.health:ClickHouseHealthSampler",
+    ),
+    "influxdb": Entry(
+        "dbfleet.engines.influxdb:InfluxDBEngine",
+        health_sampler="dbfleet.engines.influxdb.health:InfluxDBHealthSampler",
+    ),
+    "mongodb": Entry(
+        "dbfleet.engines.mongodb:MongoDBEngine",
+        health_sampler="dbfleet.engines.mongodb.health:MongoDBHealthSampler",
+    ),
+    "neo4j": Entry(
+        "dbfleet.engines.neo4j:Neo4jEngine",
+        health_sampler="dbfleet.engines.neo4j.health:Neo4jHealthSampler",
+    ),
+    "weaviate": Entry(
+        "dbfleet.engines.weaviate:WeaviateEngine",
+        health_sampler="dbfleet.engines.weaviate.health:WeaviateHealthSampler",
+    ),
 }
 assert set(ENTRIES) == ENGINES, "engines/names.py and the registry must list the same engines"
+
+
+POOLERS: dict[str, str] = {
+    "pgbouncer": "dbfleet.engines.pgbouncer.health:PgBouncerHealthSampler",
+}
+"""Connection pools (:data:`~dbfleet.engines.names.POOLER_ENGINES`) -> their
+health sampler: the only capability they have."""
+assert set(POOLERS) == POOLER_ENGINES
 
 
 def _load(target: str) -> Any:
@@ -91,7 +128,23 @@ def _entry(engine: str) -> Entry:
     try:
         return ENTRIES[engine]
     except KeyError:
+        if engine in POOLER_ENGINES:
+            raise UsageError(
+                f"{engine} is a connection pool, not a database: it cannot be backed up, "
+                "restored, verified or drilled",
+                hint="its entry is for health sampling only ('dbfleet health')",
+            ) from None
         raise UsageError(f"unknown engine {engine!r}") from None
+
+
+def require_database(name: str, config: DatabaseConfig) -> None:
+    """``UsageError`` (exit 2) when entry ``name`` is a connection pool:
+    backup, restore, verify and drill need a database."""
+    if config.engine in POOLER_ENGINES:
+        try:
+            _entry(config.engine)
+        except UsageError as exc:
+            raise UsageError(f"{name}: {exc.message}", hint=exc.hint) from None
 
 
 def known_engines() -> set[str]:
@@ -138,6 +191,13 @@ def recovery_log(engine: str) -> RecoveryLog | None:
     newest snapshot)."""
     target = _entry(engine).recovery_log
     return cast(RecoveryLog, _load(target)) if target else None
+def health_sampler(database: str, config: DatabaseConfig) -> HealthSampler:
+    """The sampler of inventory entry ``database``; "unsupported" when its
+    engine has none."""
+    target = POOLERS.get(config.engine) or _entry(config.engine).health_sampler
+    if target is None:
+        raise UsageError(f"health sampling is unsupported for {config.engine}")
+    return cast(HealthSampler, _load(target)(database, config))
 
 
 def register_commands(app: typer.Typer) -> None:

@@ -37,12 +37,13 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -52,9 +53,13 @@ from pydantic import (
 
 from dbfleet.schedule.cron import normalize, zone
 
+if TYPE_CHECKING:  # health_config imports this module's span types
+    from dbfleet.schedule.health_config import HealthConfig
+
 JOB_KINDS = ("backup", "verify", "drill", "forget", "copy", "prune")
 DATABASE_JOB_KINDS = ("backup", "verify", "drill", "forget", "copy")
-EVENTS = ("job_failed", "job_recovered", "database_stale", "database_fresh")
+EVENTS = ("job_failed", "job_recovered", "database_stale", "database_fresh", "health_alert",
+          "health_cleared")  # fmt: skip
 OFF = "off"
 
 _SPAN = re.compile(r"(\d+)\s*(ms|s|min|m|h|d|w)")
@@ -248,11 +253,13 @@ class ServeConfig(_Strict):
     )
 
 
-Event = Literal["job_failed", "job_recovered", "database_stale", "database_fresh"]
+Event = Literal["job_failed", "job_recovered", "database_stale", "database_fresh",
+                "health_alert", "health_cleared"]  # fmt: skip
 
 
 def _all_events() -> list[Event]:
-    return ["job_failed", "job_recovered", "database_stale", "database_fresh"]
+    return ["job_failed", "job_recovered", "database_stale", "database_fresh", "health_alert",
+            "health_cleared"]  # fmt: skip
 
 
 class _Channel(_Strict):
@@ -341,7 +348,8 @@ NotificationConfig = Annotated[
 
 
 class DatabaseScheduling(_Strict):
-    """The keys a database entry gains: ``schedule``, ``rpo``, ``rto``."""
+    """The keys a database entry gains: ``schedule``, ``rpo``, ``rto``,
+    ``capacity_bytes`` (docs/health.md)."""
 
     schedule: DatabaseSchedule | None = None
     rpo: PositiveSpan | None = Field(
@@ -351,6 +359,7 @@ class DatabaseScheduling(_Strict):
         default=None,
         description="a scheduled verify or a drill fails when its restore takes longer",
     )
+    capacity_bytes: ByteSize | None = Field(default=None, gt=0)
 
 
 class Scheduling(_Strict):
@@ -360,6 +369,7 @@ class Scheduling(_Strict):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     notifications: list[NotificationConfig] = Field(default_factory=list)
     databases: dict[str, DatabaseScheduling] = Field(default_factory=dict)
+    health: HealthConfig | None = None
 
     def database(self, name: str) -> DatabaseScheduling:
         return self.databases.get(name) or DatabaseScheduling()
@@ -374,8 +384,8 @@ class Scheduling(_Strict):
         return (None if value in (None, OFF) else value), tz
 
 
-INVENTORY_KEYS = ("schedule", "serve", "notifications")
-DATABASE_KEYS = ("schedule", "rpo", "rto")
+INVENTORY_KEYS = ("schedule", "serve", "notifications", "health")
+DATABASE_KEYS = ("schedule", "rpo", "rto", "capacity_bytes")
 
 
 def scheduling_problems(
@@ -396,3 +406,14 @@ def scheduling_problems(
     for duplicate in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"notifications: name {duplicate!r} is used twice")
     return problems
+
+
+def _resolve_health() -> None:
+    """Complete ``Scheduling.health`` once both modules are loaded (the
+    health models use this module's span types)."""
+    from dbfleet.schedule.health_config import HealthConfig
+
+    Scheduling.model_rebuild(_types_namespace={"HealthConfig": HealthConfig})
+
+
+_resolve_health()

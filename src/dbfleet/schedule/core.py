@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+from dbfleet.engines.names import is_database
 from dbfleet.schedule.config import DATABASE_JOB_KINDS, Scheduling
 from dbfleet.schedule.cron import Cron
 
@@ -73,6 +74,8 @@ def build_jobs(inventory: Inventory, scheduling: Scheduling) -> list[Job]:
     serve = scheduling.serve
     jobs = []
     for name, db in inventory.databases.items():
+        if not is_database(db.engine):
+            continue  # a connection pool: nothing to back up, verify or drill
         own = scheduling.database(name).schedule
         timeout = (own.timeout if own is not None else None) or serve.job_timeout
         retries = own.retries if own is not None and own.retries is not None else serve.retries

@@ -42,7 +42,12 @@ def create_app(state: WebState) -> FastAPI:
     )
     app.state.web = state
     app.include_router(probes.router)
-    for module in ("dbfleet.web.api", "dbfleet.web.health", "dbfleet.web.pages"):
+    for module in (
+        "dbfleet.web.api",
+        "dbfleet.web.health",
+        "dbfleet.web.metrics",
+        "dbfleet.web.pages",
+    ):
         # each is its own piece (the pages come from the dashboard work);
         # a piece not in this tree yet is simply not served
         if importlib.util.find_spec(module) is not None:

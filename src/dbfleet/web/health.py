@@ -19,6 +19,16 @@ Backup checks (:func:`backup_checks`):
 - ``drill_age``: with a drill schedule, the last drill's age against two
   intervals of that schedule (one missed drill is tolerated, two are not).
 - ``drill_rto``: the last drill's measured restore time against ``rto``.
+
+Database checks (:func:`database_health`): the health monitor's checks of
+the newest sample (:func:`dbfleet.observe.health.database_checks`:
+``reachable``, ``connections_ratio``, ``replication_lag``,
+``cache_hit_ratio``, ``free_ratio``), plus ``sample_age``: the sample's age
+against three ``health.interval`` (fail when older: a stalled sampler or a
+stopped serve must not read as healthy). In a process without a monitor
+(``dbfleet web``) the newest sample stored in the catalog is judged the
+same way; with no ``health:`` in the inventory and no sample at all, the
+check ``health_sampling`` fails: nothing is measured, so nothing is green.
 """
 
 from __future__ import annotations
@@ -31,7 +41,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
 from dbfleet.observe.checks import Check, Status, http_status, worst
+from dbfleet.observe.health import database_checks
+from dbfleet.observe.snapshots import latest_samples
 from dbfleet.schedule.cron import Cron
+from dbfleet.schedule.health_config import HealthConfig
 from dbfleet.web.auth import web_state
 from dbfleet.web.models import CheckModel, HealthReport, Problem
 from dbfleet.web.state import WebState
@@ -127,3 +140,33 @@ def known(state: WebState, name: str) -> None:
 def backups(state: State, name: Name, strict: Strict = False) -> JSONResponse:
     known(state, name)
     return report(name, backup_checks(state, name), strict)
+
+
+def database_health(state: WebState, name: str) -> list[Check]:
+    configured = state.scheduling.health
+    interval = (configured or HealthConfig()).interval.total_seconds()
+    monitor = state.health
+    if monitor is not None:
+        checks = list(monitor.checks(name))
+        sample = monitor.latest().get(name)
+    else:
+        sample = latest_samples(state.catalog_path).get(name)
+        if sample is None and configured is None:
+            return [Check("health_sampling", "fail", "off (no health: in the inventory)", "on")]
+        checks = database_checks(name, sample, state.scheduling)
+    if sample is not None:
+        age = round((state.clock() - sample.taken_at).total_seconds(), 3)
+        checks.append(Check("sample_age", verdict(age <= 3 * interval), age, 3 * interval))
+    return checks
+
+
+@router.api_route(
+    "/database/{name}",
+    methods=["GET", "HEAD"],
+    response_model=HealthReport,
+    responses=RESPONSES,
+    summary="Reachable, connections, replication lag, cache hit ratio, free space",
+)
+def database(state: State, name: Name, strict: Strict = False) -> JSONResponse:
+    known(state, name)
+    return report(name, database_health(state, name), strict)

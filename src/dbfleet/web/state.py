@@ -29,6 +29,7 @@ from dbfleet.web.tokens import TokenStore
 if TYPE_CHECKING:
     from dbfleet.config import Inventory
     from dbfleet.engines.base import HealthSample
+    from dbfleet.observe.checks import Check
     from dbfleet.schedule.config import Scheduling
 
 Submit = Callable[[str, str, str], int]
@@ -39,7 +40,11 @@ and return its catalog run id once the run is recorded. Raises
 
 
 class HealthSource(Protocol):
+    """The health monitor (:class:`dbfleet.observe.health.HealthMonitor`)."""
+
     def latest(self) -> dict[str, HealthSample]: ...
+
+    def checks(self, name: str) -> list[Check]: ...
 
 
 class SchedulerProbe(Protocol):

@@ -154,7 +154,7 @@ class ClickHouseEngine:
     name: ClassVar[str] = "clickhouse"
     capabilities: ClassVar[Capabilities] = Capabilities(
         subset_restore=True,
-        globals=False,
+        health_sample=True,
         consistency_point=False,
         scratch_targets=True,
         server_entries=True,

@@ -147,7 +147,7 @@ class InfluxDBEngine:
     name: ClassVar[str] = "influxdb"
     capabilities: ClassVar[Capabilities] = Capabilities(
         subset_restore=True,
-        globals=False,
+        health_sample=True,
         consistency_point=False,
         scratch_targets=True,
         server_entries=True,

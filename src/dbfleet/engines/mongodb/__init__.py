@@ -100,7 +100,7 @@ class MongoDBEngine:
     name: ClassVar[str] = "mongodb"
     capabilities: ClassVar[Capabilities] = Capabilities(
         subset_restore=True,
-        globals=False,
+        health_sample=True,
         consistency_point=True,
         scratch_targets=True,
         server_entries=True,

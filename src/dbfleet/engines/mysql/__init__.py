@@ -167,6 +167,7 @@ class MySQLEngine:
         scratch_targets=True,
         server_entries=True,
         point_in_time=True,
+        health_sample=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:

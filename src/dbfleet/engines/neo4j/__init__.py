@@ -106,7 +106,7 @@ class Neo4jEngine:
     name: ClassVar[str] = "neo4j"
     capabilities: ClassVar[Capabilities] = Capabilities(
         subset_restore=True,
-        globals=False,
+        health_sample=True,
         consistency_point=False,
         scratch_targets=True,
         server_entries=False,

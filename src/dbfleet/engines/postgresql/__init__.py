@@ -134,6 +134,7 @@ class PostgreSQLEngine:
         scratch_targets=True,
         server_entries=True,
         point_in_time=True,
+        health_sample=True,
     )
 
     def __init__(self, config: DatabaseConfig) -> None:

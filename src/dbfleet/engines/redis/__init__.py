@@ -139,7 +139,7 @@ SCRATCH_PREFIX = "dbfleet-redis-scratch-"
 
 class RedisEngine:
     name: ClassVar[str] = "redis"
-    capabilities: ClassVar[Capabilities] = Capabilities(subset_restore=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(subset_restore=True, health_sample=True)
 
     def __init__(self, config: DatabaseConfig) -> None:
         url = server_url(config, "redis", OPTIONS)

@@ -64,7 +64,7 @@ an older dbfleet): removed only once it is this old."""
 
 class SQLiteEngine:
     name: ClassVar[str] = "sqlite"
-    capabilities: ClassVar[Capabilities] = Capabilities(subset_restore=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(subset_restore=True, health_sample=True)
 
     def __init__(self, config: DatabaseConfig) -> None:
         if config.path is None:

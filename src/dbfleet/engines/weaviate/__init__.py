@@ -112,7 +112,7 @@ class WeaviateEngine:
     name: ClassVar[str] = "weaviate"
     capabilities: ClassVar[Capabilities] = Capabilities(
         subset_restore=True,
-        globals=False,
+        health_sample=True,
         consistency_point=False,
         scratch_targets=True,
         server_entries=False,
