@@ -160,7 +160,7 @@ def _database_page(
     return page(
         "database.html", request, status, title=name, user=user, d=detail, message=message,
         can_operate=role_rank(user.role) >= role_rank("operator"), health_fields=HEALTH_FIELDS,
-        forecast_reason="this build has no forecasts yet (dbfleet.observe.forecast)",
+        forecast_reason="not enough size history yet (health samples over at least a day)",
     )  # fmt: skip
 
 
