@@ -159,6 +159,8 @@ def test_jobs_page_polls_a_fragment(site: Site) -> None:
     js = site.client.get("/static/htmx.min.js")
     assert js.status_code == 200 and b"htmx" in js.content[:2000]
     assert site.client.get("/static/../pages.py").status_code == 404
+    for run_id in ("0", "3270627874333851123712", "99999"):
+        assert site.client.get(f"/jobs/{run_id}").status_code == 404, run_id
 
 
 def test_exports(site: Site) -> None:
