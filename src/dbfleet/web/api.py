@@ -40,6 +40,7 @@ Viewer = Annotated[Token, Depends(require("viewer"))]
 Operator = Annotated[Token, Depends(require("operator"))]
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")]
 DatabaseName = Annotated[str, Path(description="an inventory database name")]
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a catalog run id")]
 JobKind = Literal["backup", "verify", "drill", "forget", "copy", "prune"]
 JobStatus = Literal["queued", "running", "ok", "failed", "timeout", "aborted", "skipped"]
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -131,7 +132,7 @@ def jobs(
 
 
 @router.get("/jobs/{run_id}", response_model=Job, responses=AUTH_RESPONSES | NOT_FOUND)
-def job(state: State, _token: Viewer, run_id: int) -> Job:
+def job(state: State, _token: Viewer, run_id: RunId) -> Job:
     """One run, with its live ``progress`` while it runs."""
     with state.catalog() as catalog:
         try:

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from dbfleet import __version__
-from dbfleet.errors import DbfleetError, UsageError
+from dbfleet.errors import DbfleetError, UsageError, redact
 from dbfleet.web import probes
 from dbfleet.web.state import WebState
 
@@ -58,5 +58,12 @@ def create_app(state: WebState) -> FastAPI:
         status = 400 if isinstance(exc, UsageError) else 503
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # one line in the log, never a traceback to the client (a bug: report it)
+        log.error("%s %s: internal error: %s: %s", request.method, request.url.path,
+                  type(exc).__name__, redact(str(exc)))  # fmt: skip
+        return JSONResponse({"detail": "internal error (see the server log)"}, status_code=500)
 
     return app
