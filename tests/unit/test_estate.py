@@ -5,6 +5,7 @@ chosen times through the repository's own API, for known series)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import sqlite3
@@ -21,7 +22,7 @@ from dbfleet.catalog import Catalog
 from dbfleet.config import load_inventory
 from dbfleet.engines.base import HealthSample
 from dbfleet.errors import UsageError
-from dbfleet.observe.estate import COMPLIANCE_COLUMNS, Estate
+from dbfleet.observe.estate import COMPLIANCE_COLUMNS, Estate, size_forecast
 from dbfleet.observe.evidence import DRILL_COLUMNS, to_csv, to_json
 from dbfleet.operations.drill import drill_targets, record
 from dbfleet.operations.repository import init_repository
@@ -220,3 +221,33 @@ def test_share_counts_from_when_dbfleet_first_saw_the_database(kit: Kit) -> None
     assert row.within_rpo_since == first.isoformat()
     assert row.within_rpo_30d == pytest.approx(0.75, abs=1e-6)
     assert row.breach_seconds_30d == pytest.approx(1800, abs=0.01)
+
+
+def test_forecast_from_the_size_history(kit: Kit) -> None:
+    """Growing 1 MiB a day from 10 MiB, capacity 20 MiB: reached in 10 days
+    after the first sample; the drill (at 12 MiB) scales to the RTO too."""
+    kit.write(notes={"rpo": "1h", "capacity_bytes": 20 * 2**20})
+    kit.backup("notes")
+    drill(kit, "notes")
+    now = datetime.now(UTC)
+    start = now - timedelta(days=2)
+    for day in range(3):  # 10, 11, 12 MiB; the drill comes after the last one
+        at = start + timedelta(days=day) - timedelta(minutes=1)
+        store_sample(kit, HealthSample("notes", "sqlite", at, True, 0.01,
+                                       size_bytes=(10 + day) * 2**20))  # fmt: skip
+    detail = estate(kit, now).database("notes")
+    assert detail.forecast is not None
+    assert detail.forecast["bytes_per_day"] == pytest.approx(2**20)
+    reached = datetime.fromisoformat(detail.forecast["capacity_reached_at"])
+    assert abs(reached - (start - timedelta(minutes=1) + timedelta(days=10))) < timedelta(minutes=1)
+    # the real drill took well under a second: 1800 s lies beyond the horizon
+    assert detail.forecast["rto_seconds"] == 1800 and detail.forecast["rto_exceeded_at"] is None
+    # a drill of 600 s at 12 MiB reaches 1800 s at 36 MiB: 24 days after the last sample
+    row = dataclasses.replace(detail.row, drill_rto_seconds=600.0, last_drill=now.isoformat())
+    with Catalog(kit.catalog) as cat:
+        scaled = size_forecast(load_inventory(kit.config), cat, "notes", now, row)
+    assert scaled is not None
+    exceeded = datetime.fromisoformat(scaled["rto_exceeded_at"])
+    last = start + timedelta(days=2) - timedelta(minutes=1)
+    assert abs(exceeded - (last + timedelta(days=24))) < timedelta(minutes=1)
+    assert estate(kit, now).database("wiki").forecast is None  # no history

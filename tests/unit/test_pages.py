@@ -159,6 +159,8 @@ def test_jobs_page_polls_a_fragment(site: Site) -> None:
     js = site.client.get("/static/htmx.min.js")
     assert js.status_code == 200 and b"htmx" in js.content[:2000]
     assert site.client.get("/static/../pages.py").status_code == 404
+    for run_id in ("0", "3270627874333851123712", "99999"):
+        assert site.client.get(f"/jobs/{run_id}").status_code == 404, run_id
 
 
 def test_exports(site: Site) -> None:
@@ -211,3 +213,22 @@ def test_docs_list_every_export_column() -> None:
     words = set(re.findall(r"[a-z_0-9]+", text))
     missing = [c for c in [*COMPLIANCE_COLUMNS, *DRILL_COLUMNS] if c not in words]
     assert missing == []
+
+
+def test_database_page_shows_the_forecast(site: Site) -> None:
+    from datetime import timedelta
+
+    from test_estate import store_sample
+
+    from dbfleet.engines.base import HealthSample
+
+    site.kit.backup("notes")
+    start = datetime.now(UTC) - timedelta(days=2, minutes=1)
+    for day in range(3):
+        at = start + timedelta(days=day)
+        store_sample(site.kit, HealthSample("notes", "sqlite", at, True, 0.01,
+                                            size_bytes=(10 + day) * 2**20))  # fmt: skip
+    site.login(site.viewer)
+    body = site.client.get("/databases/notes").text.split('id="forecast"')[1]
+    assert "1.0 MiB per day (3 samples" in body and "no capacity_bytes set" in body
+    assert "No forecast" in site.client.get("/databases/wiki").text

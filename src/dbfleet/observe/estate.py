@@ -43,6 +43,7 @@ from dbfleet.engines.base import HealthSample
 from dbfleet.errors import DbfleetError
 from dbfleet.freshness import SnapshotIndex, check_freshness
 from dbfleet.observe.evidence import DrillEvidence, drill_evidence
+from dbfleet.observe.forecast import HISTORY, forecast
 from dbfleet.observe.points import recovery_into, snapshots_of
 from dbfleet.observe.snapshots import (
     RepositorySource,
@@ -281,6 +282,7 @@ def database_detail(
     except DbfleetError as exc:
         error = str(exc)
     jobs = catalog.runs(database=name, limit=limit) if catalog is not None else []
+    predicted = size_forecast(inventory, catalog, name, now, row) if catalog is not None else None
     return DatabaseDetail(
         row=row,
         snapshots=snapshots,
@@ -288,7 +290,33 @@ def database_detail(
         drills=drill_evidence(catalog, name, limit=limit),
         jobs=jobs,
         health=(health or {}).get(name),
+        forecast=predicted,
     )
+
+
+def size_forecast(
+    inventory: Inventory, catalog: Catalog, name: str, now: datetime, row: ComplianceRow
+) -> dict[str, Any] | None:
+    """:func:`dbfleet.observe.forecast.forecast` of ``name``'s size history:
+    when it reaches ``capacity_bytes``, and when the last drill's RTO, grown
+    in proportion to the size, would exceed ``rto`` (the drill's size is the
+    newest health sample taken before the drill). ``None`` without enough
+    history."""
+    points = list(catalog.size_history(name, now - HISTORY))
+    drill_size = None
+    if row.last_drill is not None and points:
+        drilled = datetime.fromisoformat(row.last_drill)
+        before = [size for taken, size in points if taken <= drilled]
+        drill_size = before[-1] if before else points[0][1]
+    capacity = inventory.database(name).capacity_bytes
+    result = forecast(
+        points,
+        capacity_bytes=float(capacity) if capacity else None,
+        rto_seconds=row.rto_seconds,
+        drill_rto_seconds=row.drill_rto_seconds,
+        drill_size_bytes=drill_size,
+    )
+    return result.as_dict() if result is not None else None
 
 
 class Estate:

@@ -160,7 +160,7 @@ def _database_page(
     return page(
         "database.html", request, status, title=name, user=user, d=detail, message=message,
         can_operate=role_rank(user.role) >= role_rank("operator"), health_fields=HEALTH_FIELDS,
-        forecast_reason="this build has no forecasts yet (dbfleet.observe.forecast)",
+        forecast_reason="not enough size history yet (health samples over at least a day)",
     )  # fmt: skip
 
 
@@ -211,7 +211,8 @@ def jobs_fragment(request: Request, user: User, state: State) -> HTMLResponse:
 
 
 def _one_job(state: WebState, run_id: int) -> list[Any]:
-    if not state.catalog_path.exists():
+    # SQLite integers are 64-bit: a larger id is no run (not an OverflowError)
+    if not state.catalog_path.exists() or not 0 < run_id < 2**63:
         raise HTTPException(status_code=404, detail=f"no job {run_id}")
     with state.catalog() as catalog:
         try:
