@@ -9,13 +9,6 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 bash scripts/test-servers.sh start
 trap 'bash scripts/test-servers.sh stop >/dev/null 2>&1 || true' EXIT
 
-# promtool (Debian's prometheus package) for the metrics and alert rule tests
-if ! command -v promtool >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=300 update
-    apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends prometheus
-fi
-
 echo "== ruff"
 ruff check src tests bench
 echo "== mypy"

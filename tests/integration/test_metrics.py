@@ -41,7 +41,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        _unavailable("promtool not installed", hint="apt-get install prometheus (scripts/test.sh)")
+        _unavailable("promtool not installed", hint="apt-get install prometheus (scripts/servers/promtool.sh)")
     assert found is not None
     return found
 
