@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import pytest
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, IntegrityError
 from dbfleet.operations.common import SnapshotSource

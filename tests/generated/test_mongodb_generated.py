@@ -44,7 +44,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pymongo import ASCENDING, DESCENDING, MongoClient
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.mongodb import MongoDBEngine
 from tests.conftest import generated_examples
 from tests.generated.roundtrip import backed_up, restore_as

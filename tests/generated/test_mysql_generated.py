@@ -28,7 +28,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dbfleet.config import parse_inventory
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.mysql.server import MEMBER_LOST
 from dbfleet.engines.registry import engine_for
 from dbfleet.operations.backup import backup_database

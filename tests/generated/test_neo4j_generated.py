@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from neo4j.spatial import CartesianPoint, WGS84Point
 from neo4j.time import Date, DateTime, Duration, Time
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.neo4j import Neo4jEngine
 from dbfleet.engines.neo4j.restore import ident
 from dbfleet.errors import EngineError

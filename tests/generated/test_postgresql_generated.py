@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from psycopg import sql
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.postgresql.archive import read_toc
 from dbfleet.engines.registry import engine_for
 from dbfleet.operations.backup import backup_many

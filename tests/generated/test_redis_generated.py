@@ -28,7 +28,7 @@ import redis
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.redis import RedisEngine
 from dbfleet.engines.redis.keys import KeySelector, namespace_table
 from tests.conftest import generated_examples

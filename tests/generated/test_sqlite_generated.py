@@ -29,7 +29,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.sqlite import SQLiteEngine
 from tests.conftest import generated_examples
 from tests.generated.roundtrip import backed_up, restore_as

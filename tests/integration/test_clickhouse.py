@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
 from dbfleet.engines.clickhouse import ClickHouseEngine
 from dbfleet.engines.clickhouse.http import Client, Location, ServerError, parse_error
 from dbfleet.engines.clickhouse.schema import (
@@ -22,6 +22,7 @@ from dbfleet.engines.clickhouse.schema import (
     replicated_path_is_shared,
     rewrite_create,
 )
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, IntegrityError, UsageError
 from dbfleet.operations.common import SnapshotSource

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dbfleet.engines.base import compare_fingerprints
 from dbfleet.engines.clickhouse import ClickHouseEngine
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.repo import Repository
 from tests.integration.conftest import BackupFn, restore_as

@@ -14,7 +14,8 @@ from typing import Any, BinaryIO
 import pytest
 
 from dbfleet.engines import influxdb as influxdb_module
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.influxdb import InfluxDBEngine
 from dbfleet.engines.influxdb.api import QueryError
 from dbfleet.engines.registry import engine_for

@@ -41,7 +41,10 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        _unavailable("promtool not installed", hint="apt-get install prometheus (scripts/servers/promtool.sh)")
+        _unavailable(
+            "promtool not installed",
+            hint="scripts/servers/promtool.sh installs it",
+        )
     assert found is not None
     return found
 

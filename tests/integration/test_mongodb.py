@@ -24,7 +24,8 @@ from bson import json_util
 
 from dbfleet.config import parse_inventory
 from dbfleet.engines import mongodb as mongodb_engine_module
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.mongodb import MongoDBEngine
 from dbfleet.engines.mongodb.archive import MAGIC
 from dbfleet.engines.mongodb.location import SCRATCH_PREFIX, Location

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.mysql import MySQLEngine
 from dbfleet.engines.mysql.dump import DumpScanner, filter_dump
 from dbfleet.engines.registry import engine_for

@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 import pytest
 
 from dbfleet.config import parse_inventory
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, UsageError
 from dbfleet.operations.backup import backup_many

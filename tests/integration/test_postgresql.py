@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.postgresql import PostgreSQLEngine
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError, UsageError

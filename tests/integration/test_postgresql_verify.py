@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from psycopg import sql
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import EngineError
 from dbfleet.operations.backup import backup_many

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import redis
 
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.redis import RedisEngine
 from dbfleet.engines.redis.keys import glob_regex
 from dbfleet.engines.registry import engine_for

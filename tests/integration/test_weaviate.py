@@ -17,7 +17,8 @@ import pytest
 from dbfleet.catalog import Catalog
 from dbfleet.cli.drill import drill_status
 from dbfleet.config import DatabaseConfig, parse_inventory
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.engines.weaviate import WeaviateEngine
 from dbfleet.engines.weaviate.format import (

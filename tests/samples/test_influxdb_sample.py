@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.influxdb.api import ALL_TIME
 from dbfleet.engines.registry import engine_for
 from dbfleet.operations.common import SnapshotSource

@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.mongodb import MongoDBEngine
 from tests.generated.roundtrip import backed_up, restore_as
 from tests.generated.test_mongodb_generated import _client, contents

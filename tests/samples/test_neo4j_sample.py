@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.neo4j import Neo4jEngine
 from tests.generated.roundtrip import backed_up, restore_as
 from tests.generated.test_neo4j_generated import contents

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.registry import engine_for
 from dbfleet.operations.backup import backup_many
 from dbfleet.operations.restore import restore_snapshot, verify_snapshot

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.redis import RedisEngine
 from tests.generated.roundtrip import backed_up, restore_as
 from tests.generated.test_redis_generated import contents

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import compare_fingerprints
+from dbfleet.engines.fingerprints import compare_fingerprints
 from dbfleet.engines.sqlite import SQLiteEngine
 from tests.generated.roundtrip import backed_up, restore_as
 from tests.samples.chinook import chinook

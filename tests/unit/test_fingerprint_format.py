@@ -20,7 +20,7 @@ import pytest
 from clikit import Estate
 
 import dbfleet.engines.sqlite as sqlite_engine
-from dbfleet.engines.base import compare_fingerprints, fingerprint_format, incomparable
+from dbfleet.engines.fingerprints import compare_fingerprints, fingerprint_format, incomparable
 
 
 def _backup_with(

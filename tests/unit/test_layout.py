@@ -1,7 +1,7 @@
 """The package layout's rules (issue #11), checked on the source itself:
 
 - ``operations/``, ``cli/``, ``schedule/`` and ``migrate/`` reach engines only through
-  ``dbfleet.engines.base``, ``.registry`` and ``.names``, never an engine
+  ``dbfleet.engines.base``, ``.fingerprints``, ``.registry`` and ``.names``, never an engine
   package by name;
 - no import circle among dbfleet's modules, counting imports inside
   functions too (only those under ``TYPE_CHECKING`` never run);
@@ -25,7 +25,12 @@ from dbfleet.engines.names import ENGINES
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "dbfleet"
-ENGINE_FACING = {"dbfleet.engines.base", "dbfleet.engines.registry", "dbfleet.engines.names"}
+ENGINE_FACING = {
+    "dbfleet.engines.base",
+    "dbfleet.engines.fingerprints",
+    "dbfleet.engines.registry",
+    "dbfleet.engines.names",
+}
 
 
 def module_name(path: Path) -> str:

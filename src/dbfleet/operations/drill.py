@@ -34,7 +34,8 @@ from typing import Any
 
 from dbfleet.catalog import Catalog, Run
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints, incomparable
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints, incomparable
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import (
     EXIT_FAILED,

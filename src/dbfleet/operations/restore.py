@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines.base import RestoreOptions, compare_fingerprints, incomparable
+from dbfleet.engines.base import RestoreOptions
+from dbfleet.engines.fingerprints import compare_fingerprints, incomparable
 from dbfleet.engines.names import FILE_ENGINES
 from dbfleet.engines.registry import engine_for
 from dbfleet.errors import UsageError, redact
