@@ -19,7 +19,7 @@ import pytest
 from dbfleet.config import DatabaseConfig
 from dbfleet.engines.base import HealthSample
 from dbfleet.engines.registry import health_sampler
-from tests.conformance.engine_cases import EngineCase
+from tests.conformance.engine_cases import CASES, EngineCase
 
 TIMEOUT = 5.0
 # What each engine's server can tell (docs/health.md): the others stay None.
@@ -129,13 +129,18 @@ def test_a_missing_database_is_not_up(engine_case: EngineCase) -> None:
     assert sample.error and "\n" not in sample.error
 
 
+# The engines whose test server checks a password: SQLite has none, the
+# Weaviate test server runs without authentication, and FerretDB (the MongoDB
+# test server) accepts any password. The test asserts that each listed case
+# has one, so the list cannot drift silently.
+PASSWORD_CHECKED = sorted(set(CASES) - {"sqlite", "weaviate", "mongodb"})
+
+
+@pytest.mark.parametrize("engine_case", PASSWORD_CHECKED, indirect=True)
 def test_a_wrong_password_is_down_without_the_password(
     engine_case: EngineCase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not engine_case.source.password_env:
-        pytest.skip(f"the {engine_case.engine} test server has no password")
-    if engine_case.engine == "mongodb":
-        pytest.skip("the FerretDB test server accepts any password (dbfleet health too)")
+    assert engine_case.source.password_env, f"{engine_case.engine}: test server without password"
     monkeypatch.setenv("DBFLEET_TEST_HEALTH_WRONG", WRONG_PASSWORD)
     config = engine_case.source.with_changes(password_env="DBFLEET_TEST_HEALTH_WRONG")
     sample = _sample(config)
