@@ -296,3 +296,28 @@ class SqlMigrations:
                 ) from None  # fmt: skip
         self._rollback()
         return skipped
+
+
+class SessionLeasedMigrations(SqlMigrations):
+    """SQL migrations whose lease is a lock held by a session of its own
+    (PostgreSQL's advisory lock, MySQL's ``GET_LOCK``): the lock dies with
+    that session, so releasing it -- or a ``kill -9`` of its holder -- is
+    the session ending. Subclasses set ``_lease`` to the session in
+    ``lease``."""
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        super().__init__(config)
+        self._lease: Any = None
+
+    def release(self, holder: str) -> None:
+        if self._lease is not None:
+            try:
+                self._lease.close()  # ends the session, and the lock with it
+            finally:
+                self._lease = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release("")

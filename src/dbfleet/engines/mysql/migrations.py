@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pymysql
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines._shared.sql_migrations import SqlMigrations
+from dbfleet.engines._shared.sql_migrations import SessionLeasedMigrations
 from dbfleet.engines.mysql import MySQLEngine
 from dbfleet.engines.mysql.server import connect_error
 from dbfleet.errors import EngineError, one_line
@@ -31,14 +31,13 @@ from dbfleet.migrate.model import HISTORY_TABLE, LEASE_NAME
 LEASE_TABLE = "dbfleet_migrations_lease"
 
 
-class MySQLMigrations(SqlMigrations):
+class MySQLMigrations(SessionLeasedMigrations):
     transactional_ddl: ClassVar[bool] = False
     dialect: ClassVar[str] = "mysql"
 
     def __init__(self, config: DatabaseConfig) -> None:
         super().__init__(config)
         self.engine = MySQLEngine(config)
-        self._lease: Any = None
         self._lock_name = f"{LEASE_NAME}:{self.engine.location.dbname}"[:64]
 
     def _open(self) -> Any:
@@ -130,16 +129,3 @@ class MySQLMigrations(SqlMigrations):
             found = cur.fetchone()
             name = found[0] if found else None
         return f"{name} (connection {connection_id})" if name else f"connection {connection_id}"
-
-    def release(self, holder: str) -> None:
-        if self._lease is not None:
-            try:
-                self._lease.close()  # ends the session, and GET_LOCK with it
-            finally:
-                self._lease = None
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.release("")

@@ -29,7 +29,7 @@ from pglast import parse_sql, split
 from pglast.parser import ParseError
 
 from dbfleet.config import DatabaseConfig
-from dbfleet.engines._shared.sql_migrations import SqlMigrations
+from dbfleet.engines._shared.sql_migrations import SessionLeasedMigrations
 from dbfleet.engines.postgresql import PostgreSQLEngine
 from dbfleet.errors import ConfigError, EngineError, one_line
 from dbfleet.migrate.model import HISTORY_TABLE
@@ -51,14 +51,13 @@ def _classify(statement: str) -> Any:
     return parsed[0].stmt if parsed else None
 
 
-class PostgreSQLMigrations(SqlMigrations):
+class PostgreSQLMigrations(SessionLeasedMigrations):
     transactional_ddl: ClassVar[bool] = True
     dialect: ClassVar[str] = "postgres"
 
     def __init__(self, config: DatabaseConfig) -> None:
         super().__init__(config)
         self.engine = PostgreSQLEngine(config)
-        self._lease: psycopg.Connection[Any] | None = None
 
     def _open(self) -> Any:
         conn = self.engine._open()
@@ -159,16 +158,3 @@ class PostgreSQLMigrations(SqlMigrations):
 
     def _error(self, exc: psycopg.Error) -> Exception:
         return EngineError(f"PostgreSQL migration lease: {one_line(str(exc))}")
-
-    def release(self, holder: str) -> None:
-        if self._lease is not None:
-            try:
-                self._lease.close()  # ends the session, and the lock with it
-            finally:
-                self._lease = None
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.release("")
